@@ -1,0 +1,5 @@
+import sys
+
+from avaforge.cli import main
+
+sys.exit(main())

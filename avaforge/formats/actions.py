@@ -1,0 +1,136 @@
+"""The user's action list: groups of actions with ids 1..K, which drive both VIA attributes and the pbtxt.
+
+File (YAML or JSON)::
+
+    groups:
+      body: [stand, sit, walk]
+      head: [talk, {name: "hand up", id: 6}]
+
+Ids are assigned in order of appearance; an action may pin its id (``{name, id}``) so that adding an
+action to an earlier group later does not renumber existing ones. The final ids must be exactly 1..K.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from avaforge.formats.errors import FormatError, read_text
+from avaforge.formats.pbtxt import check_action_name
+
+
+@dataclass(frozen=True)
+class Action:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class ActionGroup:
+    name: str
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True)
+class ActionList:
+    groups: tuple[ActionGroup, ...]
+
+    def __iter__(self) -> Iterator[Action]:
+        for group in self.groups:
+            yield from group.actions
+
+    def __len__(self) -> int:
+        return sum(len(g.actions) for g in self.groups)
+
+    @property
+    def ids(self) -> list[int]:
+        return sorted(a.id for a in self)
+
+    def by_id(self) -> dict[int, Action]:
+        return {a.id: a for a in self}
+
+    def by_name(self) -> dict[str, Action]:
+        return {a.name: a for a in self}
+
+    def pbtxt_items(self) -> list[tuple[int, str]]:
+        return sorted((a.id, a.name) for a in self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"groups": {g.name: [{"name": a.name, "id": a.id} for a in g.actions] for g in self.groups}}
+
+    def digest(self) -> str:
+        """Content hash, used in artifact keys: the same list gives the same VIA projects and pbtxt."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_obj(cls, obj: Any, where: str = "action list") -> ActionList:
+        if not isinstance(obj, dict) or "groups" not in obj:
+            raise FormatError("expected a mapping with a 'groups' key (group name -> list of actions)", where)
+        groups = obj["groups"]
+        if not isinstance(groups, dict) or not groups:
+            raise FormatError("'groups' must be a non-empty mapping of group name -> list of actions", where)
+        pinned: dict[int, str] = {}
+        entries: list[tuple[str, str, int | None]] = []
+        for gname, actions in groups.items():
+            gwhere = f"{where}: group {gname!r}"
+            if not isinstance(gname, str) or not gname.strip():
+                raise FormatError("group names must be non-empty strings", gwhere)
+            check_action_name(gname, gwhere)
+            if not isinstance(actions, list) or not actions:
+                raise FormatError("must be a non-empty list of actions", gwhere)
+            for item in actions:
+                name, pin = _entry(item, gwhere)
+                if pin is not None:
+                    if pin in pinned:
+                        raise FormatError(f"id {pin} given to both {pinned[pin]!r} and {name!r}", gwhere)
+                    pinned[pin] = name
+                entries.append((gname, name, pin))
+        names = [n for _, n, _ in entries]
+        dups = sorted({n for n in names if names.count(n) > 1})
+        if dups:
+            raise FormatError(f"action names must be unique, repeated: {dups}", where)
+        free = (i for i in range(1, len(entries) + 1) if i not in pinned)
+        assigned = [(g, n, pin if pin is not None else next(free)) for g, n, pin in entries]
+        ids = sorted(i for _, _, i in assigned)
+        if ids != list(range(1, len(entries) + 1)):
+            raise FormatError(
+                f"ids must be exactly 1..{len(entries)}; pinned ids {sorted(pinned)} leave gaps", where
+            )
+        out: dict[str, list[Action]] = {}
+        for gname, name, action_id in assigned:
+            out.setdefault(gname, []).append(Action(action_id, name))
+        return cls(tuple(ActionGroup(g, tuple(a)) for g, a in out.items()))
+
+    @classmethod
+    def load(cls, path: str | Path) -> ActionList:
+        p = Path(path)
+        text = read_text(p)
+        try:
+            obj = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise FormatError(f"cannot parse: {exc}", str(p)) from None
+        return cls.from_obj(obj, str(p))
+
+    @classmethod
+    def from_flat(cls, names: list[str], group: str = "actions") -> ActionList:
+        return cls.from_obj({"groups": {group: list(names)}})
+
+
+def _entry(item: Any, where: str) -> tuple[str, int | None]:
+    if isinstance(item, str):
+        return check_action_name(item, where), None
+    if isinstance(item, dict) and set(item) <= {"name", "id"} and "name" in item:
+        name = item["name"]
+        pin = item.get("id")
+        if not isinstance(name, str):
+            raise FormatError(f"action name {name!r} is not a string", where)
+        if pin is not None and (not isinstance(pin, int) or isinstance(pin, bool) or pin < 1):
+            raise FormatError(f"id of {name!r} must be an integer >= 1, got {pin!r}", where)
+        return check_action_name(name, where), pin
+    raise FormatError(f"action entry {item!r} must be a name or {{name: ..., id: ...}}", where)

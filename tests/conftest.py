@@ -1,0 +1,114 @@
+"""Shared fixtures: the reference data in ../shared and a real rawframes dataset built from a shared video."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"reference data missing: {path} (tests read ../shared relative to the repo root)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ava_ref() -> Path:
+    return shared_path("data", "ava_reference")
+
+
+@pytest.fixture(scope="session")
+def via_ref() -> Path:
+    return shared_path("data", "via_reference")
+
+
+@pytest.fixture(scope="session")
+def seed_outputs() -> Path:
+    return shared_path("data", "seed_outputs")
+
+
+@pytest.fixture(scope="session")
+def videos() -> Path:
+    return shared_path("data", "videos")
+
+
+@pytest.fixture(scope="session")
+def basketball_rawframes(tmp_path_factory: pytest.TempPathFactory, videos: Path) -> Path:
+    """Rawframes img_00001.jpg... of the 29.97 fps basketball clip resampled to 30 fps by ffmpeg."""
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg is not installed (make install brings it)")
+    out = tmp_path_factory.mktemp("rawframes") / "basketball"
+    out.mkdir()
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(videos / "basketball_2p_29.97fps_10s.mp4"),
+            "-vf",
+            "fps=30",
+            "-q:v",
+            "5",
+            "-start_number",
+            "1",
+            str(out / "img_%05d.jpg"),
+        ],
+        check=True,
+    )
+    return out
+
+
+# Two people at fixed boxes across seconds 2..8 of a 10 s clip; enough to exercise every file.
+def demo_rows(video_id: str) -> list:
+    from avaforge.formats.ava_csv import AvaRow
+
+    rows = []
+    for t in range(2, 9):
+        rows.append(AvaRow(video_id, t, 0.1, 0.2, 0.4, 0.9, 1, 0))
+        rows.append(AvaRow(video_id, t, 0.1, 0.2, 0.4, 0.9, 3, 0))
+        rows.append(AvaRow(video_id, t, 0.55, 0.15, 0.85, 0.95, 2, 1))
+    return rows
+
+
+def write_demo_dataset(root: Path, rawframes: Path, splits: dict[str, list[str]]) -> Path:
+    """A complete dataset: ``splits`` maps split -> video ids, all sharing the given rawframes."""
+    import numpy as np
+
+    from avaforge.dataset_layout import DatasetLayout
+    from avaforge.formats.actions import ActionList
+    from avaforge.formats.ava_csv import write_excluded, write_rows
+    from avaforge.formats.pbtxt import write_pbtxt
+    from avaforge.formats.proposals import write_proposals
+    from avaforge.formats.timeline import KeyframeSchedule, write_included_timestamps
+
+    layout = DatasetLayout(root)
+    actions = ActionList.from_flat(["stand", "walk", "talk"])
+    write_pbtxt(layout.action_list, actions.pbtxt_items())
+    seconds = KeyframeSchedule(300).labelled_seconds
+    write_included_timestamps(layout.included_timestamps, seconds)
+    for split, vids in splits.items():
+        rows = [r for v in vids for r in demo_rows(v)]
+        write_rows(layout.csv(split), rows)
+        write_excluded(layout.excluded(split), [])
+        props = {}
+        for v in vids:
+            for t in KeyframeSchedule(300).keyframe_seconds:
+                props[f"{v},{t:04d}"] = np.array(
+                    [
+                        [0.11, 0.21, 0.41, 0.89, 0.97],
+                        [0.56, 0.15, 0.86, 0.94, 0.91],
+                        [0.0, 0.0, 0.05, 0.05, 0.2],
+                    ]
+                )
+            layout.rawframes.mkdir(parents=True, exist_ok=True)
+            (layout.rawframes / v).symlink_to(rawframes, target_is_directory=True)
+        write_proposals(layout.proposals(split), props)
+    return root
