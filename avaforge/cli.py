@@ -1,10 +1,99 @@
-"""``avaforge`` command line: thin argument parsing over the library; no stage logic lives here."""
+"""``avaforge`` command line: argument parsing and printing over the runner; no stage logic lives here."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from avaforge.formats.errors import FormatError
+
+
+@contextmanager
+def _tqdm_bar(desc: str, total: int) -> Iterator[Callable[[int], None]]:
+    from tqdm import tqdm
+
+    with tqdm(
+        total=total,
+        desc=desc,
+        unit="frame",
+        leave=False,
+        file=sys.stderr,
+        disable=None if sys.stderr.isatty() else True,
+    ) as bar:
+        yield bar.update
+
+
+def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from avaforge.settings import PipelineSettings
+
+    base = PipelineSettings.load(args.settings).to_dict() if args.settings else PipelineSettings().to_dict()
+    if args.plan:
+        base["cut"]["plan"]["mode"] = args.plan
+    if args.window is not None:
+        base["cut"]["plan"]["window_s"] = args.window
+    if args.backend:
+        base["detect"]["backend"] = args.backend
+    if args.tracking_fps is not None:
+        base["detect"]["tracking_fps"] = args.tracking_fps
+    return PipelineSettings.from_dict(base)
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from avaforge.formats.actions import ActionList
+    from avaforge.runner import prepare
+
+    result = prepare(args.videos, ActionList.load(args.actions), args.out, _settings(args), bar=_tqdm_bar)
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    reused = f" ({len(result.reused)} finished stages reused)" if result.reused else ""
+    print(f"prepared {len(result.clips)} clips in {result.workdir}{reused}")
+    for archive in result.archives:
+        print(f"  VIA project for an annotator: {archive}")
+    return 0
+
+
+def _cmd_autolabel(args: argparse.Namespace) -> int:
+    from avaforge.runner import autolabel_workdir
+
+    for path in autolabel_workdir(args.workdir):
+        print(f"autolabelled (machine labels): {path}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from avaforge.runner import import_finished
+    from avaforge.stages.via_import import ClipLabels
+
+    for path in import_finished(args.workdir, args.files, propagate=args.propagate):
+        labels = ClipLabels.load(path)
+        print(
+            f"{labels.clip_id}: {len(labels.boxes)} labelled boxes, {labels.drawn} drawn by the annotator"
+            f" -> {path}"
+        )
+        for where in labels.unlabelled:
+            print(f"  no action ticked (no rows): {where}", file=sys.stderr)
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from avaforge.runner import build
+
+    result = build(args.workdir, args.out)
+    print(result.report.to_text())
+    print(f"dataset: {result.out}")
+    print(f"report:  {result.summary['report']}")
+    if result.summary["excluded"]:
+        print(f"val keyframes excluded (no person proposal): {result.summary['excluded']}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from avaforge.report import write_report
+
+    print(write_report(args.dataset))
+    return 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -16,8 +105,45 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="avaforge", description=__doc__)
+    parser = argparse.ArgumentParser(prog="avaforge", description="videos in, an AVA action dataset out")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "prepare", help="cut, extract frames, detect, track, proposals, VIA projects (stages 1-6)"
+    )
+    p.add_argument("videos", nargs="+")
+    p.add_argument("--actions", required=True, help="action list (YAML/JSON: groups of actions)")
+    p.add_argument("--out", required=True, help="work folder")
+    p.add_argument("--settings", help="YAML settings file (see avaforge/settings.py)")
+    p.add_argument("--plan", choices=["whole", "windows", "explicit"], help="clip plan (default whole)")
+    p.add_argument("--window", type=float, help="window length in seconds for --plan windows")
+    p.add_argument("--backend", choices=["onnx", "ultralytics"], help="detector backend (default onnx)")
+    p.add_argument("--tracking-fps", type=float, help="detection/tracking rate (default 10)")
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("autolabel", help="pre-tick simple actions from track motion (machine labels)")
+    p.add_argument("workdir")
+    p.set_defaults(func=_cmd_autolabel)
+
+    p = sub.add_parser("import", help="read finished VIA projects back (stage 7)")
+    p.add_argument("workdir")
+    p.add_argument("files", nargs="+")
+    p.add_argument(
+        "--propagate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="copy a person's actions to their next unticked keyframes",
+    )
+    p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("build", help="write the AVA dataset, validate it, report (stage 8)")
+    p.add_argument("workdir")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("report", help="(re)write the HTML/PNG report of a dataset")
+    p.add_argument("dataset")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("validate", help="check an AVA dataset the way mmaction2 will read it")
     p.add_argument("dataset", help="dataset root (with annotations/ and rawframes/)")
@@ -29,7 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except FormatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

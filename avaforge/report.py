@@ -1,0 +1,143 @@
+"""Dataset report: HTML page + PNG plots of class balance, per-video counts, boxes per keyframe, track
+lengths and label coverage (and which labels are machine-made), read back from the written dataset."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from avaforge.dataset_layout import SPLITS, DatasetLayout
+from avaforge.formats.ava_csv import read_rows
+from avaforge.formats.pbtxt import read_pbtxt
+from avaforge.fsutil import atomic_write_bytes
+
+PROVENANCE_FILE = "provenance.json"  # written by the dataset build: label sources and coverage per clip
+
+
+def _bar(ax: Any, labels: list[str], series: dict[str, list[int]], title: str) -> None:
+    width = 0.8 / max(len(series), 1)
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar([x + i * width for x in range(len(labels))], values, width, label=name)
+    ax.set_xticks(
+        [x + width * (len(series) - 1) / 2 for x in range(len(labels))], labels, rotation=30, ha="right"
+    )
+    ax.set_title(title)
+    ax.legend()
+
+
+def write_report(dataset: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``report/index.html`` and its PNGs into the dataset; returns the HTML path."""
+    layout = DatasetLayout(Path(dataset))
+    out = layout.root / "report"
+    out.mkdir(exist_ok=True)
+    names = dict(read_pbtxt(layout.action_list))
+    rows = {s: read_rows(layout.csv(s)) for s in SPLITS}
+    prov_path = layout.annotations / PROVENANCE_FILE
+    provenance = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+    figures: list[tuple[str, str]] = []
+
+    def save(fig: Any, name: str, caption: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+        figures.append((name, caption))
+
+    ids = sorted(names)
+    per_class = {s: Counter(r.action_id for r in rows[s]) for s in SPLITS}
+    fig, ax = plt.subplots(figsize=(8, 4))
+    _bar(
+        ax, [names[i] for i in ids], {s: [per_class[s][i] for i in ids] for s in SPLITS}, "actions per class"
+    )
+    save(fig, "actions_per_class.png", "Rows per action and split (class balance).")
+
+    per_video: dict[str, Counter[str]] = defaultdict(Counter)
+    for s in SPLITS:
+        for r in rows[s]:
+            per_video[r.video_id][names.get(r.action_id, str(r.action_id))] += 1
+    videos = sorted(per_video)
+    fig, ax = plt.subplots(figsize=(max(6, len(videos) * 0.6), 4))
+    _bar(ax, videos, {names[i]: [per_video[v][names[i]] for v in videos] for i in ids}, "actions per video")
+    save(fig, "actions_per_video.png", "Rows per video (clip) and action.")
+
+    boxes_per_kf: Counter[int] = Counter()
+    person_seconds: dict[tuple[str, int], set[int]] = defaultdict(set)
+    for s in SPLITS:
+        keyframes: dict[tuple[str, int], set[tuple[float, ...]]] = defaultdict(set)
+        for r in rows[s]:
+            keyframes[(r.video_id, r.timestamp)].add(r.box)
+            person_seconds[(r.video_id, r.person_id)].add(r.timestamp)
+        for boxes in keyframes.values():
+            boxes_per_kf[len(boxes)] += 1
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    ks = sorted(boxes_per_kf)
+    axes[0].bar([str(k) for k in ks], [boxes_per_kf[k] for k in ks])
+    axes[0].set_title("labelled boxes per keyframe")
+    lengths = Counter(len(v) for v in person_seconds.values())
+    ls = sorted(lengths)
+    axes[1].bar([str(k) for k in ls], [lengths[k] for k in ls])
+    axes[1].set_title("labelled keyframes per person (track length)")
+    save(
+        fig,
+        "boxes_and_tracks.png",
+        "Boxes per labelled keyframe, and how many keyframes each person is labelled on.",
+    )
+
+    sources = Counter(provenance.get("sources", {}))
+    coverage = provenance.get("coverage", {})
+    if sources or coverage:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+        axes[0].bar(
+            list(sources),
+            list(sources.values()),
+            color=["tab:blue", "tab:orange", "tab:green"][: len(sources)],
+        )
+        axes[0].set_title("label source (boxes)")
+        cov = {k: coverage.get(k, 0) for k in ("labelled", "unlabelled")}
+        axes[1].bar(list(cov), list(cov.values()), color=["tab:green", "tab:red"])
+        axes[1].set_title("label coverage (boxes in VIA)")
+        save(
+            fig,
+            "label_coverage.png",
+            "Who made the labels (machine = autolabel suggestions left unchanged) "
+            "and how many boxes in the VIA projects were labelled.",
+        )
+
+    total = sum(len(r) for r in rows.values())
+    top = per_class["train"] + per_class["val"]
+    dominant = max(top.items(), key=lambda kv: kv[1]) if top else None
+    facts = [
+        f"{len(rows['train'])} train rows, {len(rows['val'])} val rows, {len(videos)} videos (clips)",
+        f"split unit: {provenance.get('split_unit', '?')}",
+    ]
+    if dominant and total:
+        facts.append(
+            f"most frequent action: {names.get(dominant[0])} ({100 * dominant[1] / total:.0f} % of rows)"
+        )
+    if sources.get("machine"):
+        facts.append(
+            f"{sources['machine']} boxes carry machine-made labels (autolabel, unchanged by a person)"
+        )
+    for key, value in (extra or {}).items():
+        facts.append(f"{key}: {value}")
+    body = "".join(f"<li>{html.escape(f)}</li>" for f in facts)
+    imgs = "".join(
+        f'<figure><img src="{n}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}</figcaption></figure>'
+        for n, c in figures
+    )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>avaforge dataset report</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}figure{margin:1em 0}"
+        "img{max-width:100%}</style></head><body>"
+        f"<h1>Dataset report</h1><p>{html.escape(str(layout.root))}</p><ul>{body}</ul>{imgs}</body></html>"
+    )
+    path = out / "index.html"
+    atomic_write_bytes(path, page.encode())
+    return path
