@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export YOLO_OFFLINE := 1
 
-.PHONY: install test lint format relock clean
+.PHONY: install test lint format relock clean demo bench
 
 install:  ## create .venv with everything pinned (apt ffmpeg, torch, mm stack, pipeline packages)
 	@bash scripts/install.sh
@@ -13,6 +13,9 @@ test: install  ## lint + the whole test suite (what .ci/run calls)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
+
+demo: install  ## vtest.avi (or VIDEOS="a.mp4 b.mov") -> VIA projects -> autolabel -> validated dataset + report
+	@bash scripts/demo.sh
 
 lint: install
 	$(VENV)/bin/ruff check .

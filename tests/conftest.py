@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Model exports (ONNX of the detector and embedder) go to a per-session cache unless the caller pins one.
+os.environ.setdefault("AVAFORGE_CACHE", tempfile.mkdtemp(prefix="avaforge-cache-"))
+os.environ.setdefault("YOLO_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -39,31 +45,25 @@ def videos() -> Path:
     return shared_path("data", "videos")
 
 
+def ffmpeg(*args: str) -> None:
+    """Make a test input with the real ffmpeg."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
 @pytest.fixture(scope="session")
 def basketball_rawframes(tmp_path_factory: pytest.TempPathFactory, videos: Path) -> Path:
-    """Rawframes img_00001.jpg... of the 29.97 fps basketball clip resampled to 30 fps by ffmpeg."""
+    """Rawframes img_00001.jpg... of the 29.97 fps basketball clip, made by the pipeline's cut + frames."""
+    from avaforge.settings import CutSettings, FrameSettings, ScheduleSettings
+    from avaforge.stages.frames import extract_frames
+    from avaforge.stages.ingest import ClipSpec, cut_clip
+
     if shutil.which("ffmpeg") is None:
         pytest.fail("ffmpeg is not installed (make install brings it)")
-    out = tmp_path_factory.mktemp("rawframes") / "basketball"
-    out.mkdir()
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-i",
-            str(videos / "basketball_2p_29.97fps_10s.mp4"),
-            "-vf",
-            "fps=30",
-            "-q:v",
-            "5",
-            "-start_number",
-            "1",
-            str(out / "img_%05d.jpg"),
-        ],
-        check=True,
-    )
-    return out
+    tmp = tmp_path_factory.mktemp("rawframes")
+    src = videos / "basketball_2p_29.97fps_10s.mp4"
+    clip = cut_clip(src, ClipSpec("basketball", "basketball", 0, 0.0, 10.01), tmp / "clip.mp4", CutSettings())
+    extract_frames(tmp / "clip.mp4", clip, tmp / "basketball", FrameSettings(), ScheduleSettings())
+    return tmp / "basketball"
 
 
 # Two people at fixed boxes across seconds 2..8 of a 10 s clip; enough to exercise every file.
