@@ -17,6 +17,9 @@ test: install  ## lint + the whole test suite (what .ci/run calls)
 demo: install  ## vtest.avi (or VIDEOS="a.mp4 b.mov") -> VIA projects -> autolabel -> validated dataset + report
 	@bash scripts/demo.sh
 
+bench: install  ## prepare vs ffmpeg floor vs the seed's flow (slow; results go in benchmarks/RESULTS.md)
+	$(PY) benchmarks/bench_prepare.py --json benchmarks/last_run.json
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

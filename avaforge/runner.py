@@ -125,6 +125,10 @@ def prepare(
     return result
 
 
+def _done(paths: ClipPaths, stage: str, key: str, outputs: list[Path]) -> bool:
+    return paths.stage_keys().get(stage) == key and all(p.exists() for p in outputs)
+
+
 def _stage(
     paths: ClipPaths,
     stage: str,
@@ -133,13 +137,16 @@ def _stage(
     result: PrepareResult,
     clip_id: str,
     run: Callable[[], None],
+    label: str | None = None,
 ) -> None:
-    if paths.stage_keys().get(stage) == key and all(p.exists() for p in outputs):
+    """Run one stage unless its key and outputs are there already (no outputs: always run)."""
+    if outputs and _done(paths, stage, key, outputs):
         result.reused.append(f"{clip_id}:{stage}")
         return
     start = time.perf_counter()
     run()
-    result.timings[stage] = result.timings.get(stage, 0.0) + time.perf_counter() - start
+    name = label or stage
+    result.timings[name] = result.timings.get(name, 0.0) + time.perf_counter() - start
     paths.set_stage_key(stage, key)
 
 
@@ -160,21 +167,50 @@ def _prepare_clip(
     s = settings
 
     k_cut = digest("cut", source_digest, spec, s.cut)
+    k_frames = digest("frames", source_digest, spec, s.frames, s.schedule)
 
-    def run_cut() -> None:
-        info = ingest.cut_clip(video, spec, paths.clip, s.cut)
+    def save_clip(info: ClipInfo) -> None:
         atomic_write_bytes(paths.clip_json, json.dumps(info.to_dict(), indent=1).encode())
 
-    _stage(paths, "cut", k_cut, [paths.clip, paths.clip_json], result, cid, run_cut)
-    clip = ClipInfo.from_dict(json.loads(paths.clip_json.read_text()))
-
-    k_frames = digest("frames", k_cut, s.frames, s.schedule)
-
-    def run_frames() -> None:
-        info = frames.extract_frames(paths.clip, clip, paths.rawframes, s.frames, s.schedule)
+    def save_frames(info: FramesInfo) -> None:
         atomic_write_bytes(paths.frames_json, json.dumps(info.to_dict(), indent=1).encode())
 
-    _stage(paths, "frames", k_frames, [paths.rawframes, paths.frames_json], result, cid, run_frames)
+    need_cut = not _done(paths, "cut", k_cut, [paths.clip, paths.clip_json])
+    need_frames = not _done(paths, "frames", k_frames, [paths.rawframes, paths.frames_json])
+    if need_cut and need_frames:  # one decode pass for both (same bytes as the two stages apart)
+
+        def run_both() -> None:
+            clip, finfo = frames.cut_with_frames(
+                video, spec, paths.clip, paths.rawframes, s.cut, s.frames, s.schedule
+            )
+            save_clip(clip)
+            save_frames(finfo)
+            paths.set_stage_key("frames", k_frames)
+
+        _stage(paths, "cut", k_cut, [], result, cid, run_both, label="cut+frames")
+    else:
+        _stage(
+            paths,
+            "cut",
+            k_cut,
+            [paths.clip, paths.clip_json],
+            result,
+            cid,
+            lambda: save_clip(ingest.cut_clip(video, spec, paths.clip, s.cut)),
+        )
+        clip = ClipInfo.from_dict(json.loads(paths.clip_json.read_text()))
+        _stage(
+            paths,
+            "frames",
+            k_frames,
+            [paths.rawframes, paths.frames_json],
+            result,
+            cid,
+            lambda: save_frames(
+                frames.extract_frames(video, spec, clip, paths.rawframes, s.frames, s.schedule)
+            ),
+        )
+    clip = ClipInfo.from_dict(json.loads(paths.clip_json.read_text()))
     finfo = FramesInfo.from_dict(json.loads(paths.frames_json.read_text()))
     if not finfo.labelled_seconds:
         result.warnings.append(

@@ -54,15 +54,17 @@ def ffmpeg(*args: str) -> None:
 def basketball_rawframes(tmp_path_factory: pytest.TempPathFactory, videos: Path) -> Path:
     """Rawframes img_00001.jpg... of the 29.97 fps basketball clip, made by the pipeline's cut + frames."""
     from avaforge.settings import CutSettings, FrameSettings, ScheduleSettings
-    from avaforge.stages.frames import extract_frames
-    from avaforge.stages.ingest import ClipSpec, cut_clip
+    from avaforge.stages.frames import cut_with_frames
+    from avaforge.stages.ingest import ClipSpec
 
     if shutil.which("ffmpeg") is None:
         pytest.fail("ffmpeg is not installed (make install brings it)")
     tmp = tmp_path_factory.mktemp("rawframes")
     src = videos / "basketball_2p_29.97fps_10s.mp4"
-    clip = cut_clip(src, ClipSpec("basketball", "basketball", 0, 0.0, 10.01), tmp / "clip.mp4", CutSettings())
-    extract_frames(tmp / "clip.mp4", clip, tmp / "basketball", FrameSettings(), ScheduleSettings())
+    spec = ClipSpec("basketball", "basketball", 0, 0.0, 10.01)
+    cut_with_frames(
+        src, spec, tmp / "clip.mp4", tmp / "basketball", CutSettings(), FrameSettings(), ScheduleSettings()
+    )
     return tmp / "basketball"
 
 

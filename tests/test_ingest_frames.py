@@ -8,7 +8,7 @@ import pytest
 
 from avaforge.formats.errors import FormatError
 from avaforge.settings import ClipPlan, CutSettings, FrameSettings, ScheduleSettings
-from avaforge.stages.frames import extract_frames
+from avaforge.stages.frames import cut_with_frames, extract_frames
 from avaforge.stages.ingest import ClipSpec, cut_clip, plan_clips
 from avaforge.video.probe import probe_video
 from tests.conftest import ffmpeg
@@ -109,8 +109,11 @@ def test_rotation_metadata_is_applied(videos: Path, tmp_path: Path) -> None:
 
 
 def test_short_clip_has_no_labelled_seconds(videos: Path, tmp_path: Path) -> None:
-    (clip,) = _cut(videos / "handshake_2p_1080p_2.6s.mp4", tmp_path)
-    info = extract_frames(tmp_path / "v.mp4", clip, tmp_path / "frames", FrameSettings(), ScheduleSettings())
+    src = videos / "handshake_2p_1080p_2.6s.mp4"
+    (spec,) = plan_clips(probe_video(src), ClipPlan(), "v")
+    _, info = cut_with_frames(
+        src, spec, tmp_path / "v.mp4", tmp_path / "frames", CUT, FrameSettings(), ScheduleSettings()
+    )
     assert info.num_frames == 77 and info.keyframe_seconds == (0, 1, 2) and info.labelled_seconds == ()
 
 
@@ -138,19 +141,26 @@ def test_bad_inputs_are_clear_errors_naming_the_file(videos: Path, tmp_path: Pat
 
 
 def test_frames_one_pass_names_quality_and_atomicity(videos: Path, tmp_path: Path) -> None:
-    (clip,) = _cut(videos / "basketball_2p_29.97fps_10s.mp4", tmp_path)
+    src = videos / "basketball_2p_29.97fps_10s.mp4"
+    (spec,) = plan_clips(probe_video(src), ClipPlan(), "v")
     sched = ScheduleSettings()
-    info = extract_frames(tmp_path / "v.mp4", clip, tmp_path / "hq", FrameSettings(jpeg_qscale=2), sched)
+    clip, info = cut_with_frames(
+        src, spec, tmp_path / "v.mp4", tmp_path / "hq", CUT, FrameSettings(jpeg_qscale=2), sched
+    )
     names = sorted(p.name for p in (tmp_path / "hq").iterdir())
     assert len(names) == 300 and names[0] == "img_00001.jpg" and names[-1] == "img_00300.jpg"
     assert info.labelled_seconds == (2, 3, 4, 5, 6, 7, 8) and info.keyframe_seconds == tuple(range(10))
-    extract_frames(tmp_path / "v.mp4", clip, tmp_path / "lq", FrameSettings(jpeg_qscale=20), sched)
+    # The frames stage run on its own (as a service would) writes the same bytes as the one-pass cut+frames.
+    extract_frames(src, spec, clip, tmp_path / "apart", FrameSettings(jpeg_qscale=2), sched)
+    for name in ("img_00001.jpg", "img_00151.jpg", "img_00300.jpg"):
+        assert (tmp_path / "apart" / name).read_bytes() == (tmp_path / "hq" / name).read_bytes()
+    extract_frames(src, spec, clip, tmp_path / "lq", FrameSettings(jpeg_qscale=20), sched)
     size = lambda d: sum(p.stat().st_size for p in (tmp_path / d).iterdir())  # noqa: E731
     assert size("lq") < size("hq") / 2
-    # A clip that does not decode fully: an error naming it, and no rawframes folder left behind.
+    # A source that does not decode fully: an error naming it, and no rawframes folder left behind.
     broken = tmp_path / "broken.mp4"
-    broken.write_bytes((tmp_path / "v.mp4").read_bytes()[:20000])
+    broken.write_bytes(src.read_bytes()[:20000])
     with pytest.raises(FormatError, match=str(broken)):
-        extract_frames(broken, clip, tmp_path / "broken_frames", FrameSettings(), sched)
+        extract_frames(broken, spec, clip, tmp_path / "broken_frames", FrameSettings(), sched)
     assert not (tmp_path / "broken_frames").exists()
     assert not list(tmp_path.glob(".*partial*"))

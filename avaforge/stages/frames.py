@@ -1,4 +1,8 @@
-"""Frames: decode a 30 fps clip once into rawframes ``img_%05d.jpg`` (1-based); keyframes are a subset.
+"""Frames: rawframes ``img_%05d.jpg`` (1-based, 30 fps) of a clip; keyframes are a subset.
+
+The frames are decoded from the source through the same graph as the clip encode (``ingest.segment``), so
+they are the clip's frames without a second lossy generation, and the embedded runner writes clip and frames
+in one decode pass (``cut_with_frames``) with the same bytes as the two stages run apart.
 
 The keyframe of second t is rawframe 30t+1, so keyframe images are the rawframes themselves and need no
 second decode. Frames are written to a temporary folder and renamed into place, so a failed run never
@@ -17,8 +21,8 @@ import ffmpeg
 
 from avaforge.formats.errors import FormatError
 from avaforge.formats.timeline import KeyframeSchedule, rawframe_name
-from avaforge.settings import FrameSettings, ScheduleSettings
-from avaforge.stages.ingest import ClipInfo
+from avaforge.settings import CutSettings, FrameSettings, ScheduleSettings
+from avaforge.stages.ingest import ClipInfo, ClipSpec, cut_clip, segment
 from avaforge.video.ffmpeg_run import run
 
 
@@ -57,31 +61,65 @@ def frames_info(clip: ClipInfo, schedule: ScheduleSettings) -> FramesInfo:
     )
 
 
+def frames_output(
+    video: ffmpeg.nodes.FilterableStream, spec: ClipSpec, folder: Path, settings: FrameSettings
+):  # type: ignore[no-untyped-def]
+    return video.output(
+        str(folder / "img_%05d.jpg"),
+        start_number=1,
+        **{"q:v": settings.jpeg_qscale, "fps_mode": "passthrough", "frames:v": spec.target_frames},
+    )
+
+
+def _partial(out: Path) -> Path:
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _finish(tmp: Path, out: Path, clip: ClipInfo, where: str, schedule: ScheduleSettings) -> FramesInfo:
+    written = len(os.listdir(tmp))
+    if written != clip.num_frames or not (tmp / rawframe_name(clip.num_frames)).exists():
+        raise FormatError(f"decoded {written} frames, the clip has {clip.num_frames}", where)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return frames_info(clip, schedule)
+
+
 def extract_frames(
-    clip_path: str | Path,
+    source: str | Path,
+    spec: ClipSpec,
     clip: ClipInfo,
     out_dir: str | Path,
     settings: FrameSettings,
     schedule: ScheduleSettings,
 ) -> FramesInfo:
-    """Write every frame of the clip as a JPEG; the count must equal the clip's frame count."""
+    """Decode the clip's segment of the source once into JPEGs; the count must equal the clip's."""
     out = Path(out_dir)
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _partial(out)
     try:
-        graph = ffmpeg.input(str(clip_path)).output(
-            str(tmp / "img_%05d.jpg"),
-            start_number=1,
-            **{"q:v": settings.jpeg_qscale, "fps_mode": "passthrough"},
-        )
-        run(graph, str(clip_path))
-        written = len(os.listdir(tmp))
-        if written != clip.num_frames or not (tmp / rawframe_name(clip.num_frames)).exists():
-            raise FormatError(f"decoded {written} frames, the clip has {clip.num_frames}", str(clip_path))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        run(frames_output(segment(str(source), spec), spec, tmp, settings), str(source))
+        return _finish(tmp, out, clip, str(source), schedule)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return frames_info(clip, schedule)
+
+
+def cut_with_frames(
+    source: str | Path,
+    spec: ClipSpec,
+    clip_path: str | Path,
+    out_dir: str | Path,
+    cut: CutSettings,
+    settings: FrameSettings,
+    schedule: ScheduleSettings,
+) -> tuple[ClipInfo, FramesInfo]:
+    """Cut and frames in one decode pass (two ffmpeg outputs); same bytes as running them apart."""
+    out = Path(out_dir)
+    tmp = _partial(out)
+    try:
+        clip = cut_clip(source, spec, clip_path, cut, lambda video: frames_output(video, spec, tmp, settings))
+        return clip, _finish(tmp, out, clip, str(source), schedule)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -85,16 +86,18 @@ def plan_clips(info: VideoInfo, plan: ClipPlan, video_id: str) -> list[ClipSpec]
     return [ClipSpec(f"{video_id}_c{i:03d}", video_id, i, s, n) for i, (s, n) in enumerate(sorted(segments))]
 
 
-def cut_clip(source: str | Path, spec: ClipSpec, out_path: str | Path, settings: CutSettings) -> ClipInfo:
-    """Re-encode one clip at exactly 30 fps into ``out_path`` (atomic: a failure leaves nothing behind)."""
-    src, out = str(source), Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial.mp4")
-    stream = ffmpeg.input(src, ss=f"{spec.start_s:.6f}") if spec.start_s > 0 else ffmpeg.input(src)
-    video = stream.video.filter("fps", fps=FPS)
-    graph = ffmpeg.output(
-        video,
-        str(tmp),
+def segment(source: str, spec: ClipSpec) -> ffmpeg.nodes.FilterableStream:
+    """The clip's frames as ffmpeg decodes them: input-seeked to the start, resampled to 30 fps.
+
+    Both the clip encode and the rawframes come from this one graph, so they hold the same frames.
+    """
+    stream = ffmpeg.input(source, ss=f"{spec.start_s:.6f}") if spec.start_s > 0 else ffmpeg.input(source)
+    return stream.video.filter("fps", fps=FPS)
+
+
+def clip_output(video: ffmpeg.nodes.FilterableStream, spec: ClipSpec, path: Path, settings: CutSettings):  # type: ignore[no-untyped-def]
+    return video.output(
+        str(path),
         vcodec="libx264",
         preset=settings.preset,
         crf=settings.crf,
@@ -105,6 +108,29 @@ def cut_clip(source: str | Path, spec: ClipSpec, out_path: str | Path, settings:
         movflags="+faststart",
         **{"frames:v": spec.target_frames},
     )
+
+
+def cut_clip(
+    source: str | Path,
+    spec: ClipSpec,
+    out_path: str | Path,
+    settings: CutSettings,
+    extra_output: Callable[[ffmpeg.nodes.FilterableStream], Any] | None = None,
+) -> ClipInfo:
+    """Re-encode one clip at exactly 30 fps into ``out_path`` (atomic: a failure leaves nothing behind).
+
+    ``extra_output`` adds a second output to the same decode (the embedded runner writes the rawframes in
+    the same pass); it receives the 30 fps stream and returns an ffmpeg output node.
+    """
+    src, out = str(source), Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial.mp4")
+    video = segment(src, spec)
+    if extra_output is None:
+        graph = clip_output(video, spec, tmp, settings)
+    else:
+        branches = video.split()
+        graph = ffmpeg.merge_outputs(clip_output(branches[0], spec, tmp, settings), extra_output(branches[1]))
     try:
         run(graph, src)
         frames = count_frames(str(tmp), src)
