@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from avaforge.detection import Detector, make_detector
-from avaforge.detection.model_files import file_digest
+from avaforge.detection.model_files import file_digest, resolve_weights
 from avaforge.formats.actions import ActionList
 from avaforge.formats.ava_csv import video_id_from_filename
-from avaforge.formats.errors import FormatError
+from avaforge.formats.errors import FormatError, read_bytes
 from avaforge.formats.proposals import read_proposals, write_proposals
 from avaforge.formats.via3 import build_project, dumps_project
 from avaforge.fsutil import atomic_write_bytes
@@ -69,6 +69,14 @@ class _Models:
         self.settings = settings
         self._detector: Detector | None = None
         self._embedder: Embedder | None = None
+        self._weights_digest: str | None = None
+
+    @property
+    def weights_digest(self) -> str:
+        """The detector's model version for artifact keys, without loading the model."""
+        if self._weights_digest is None:
+            self._weights_digest = file_digest(resolve_weights(self.settings.detect.weights))
+        return self._weights_digest
 
     @property
     def detector(self) -> Detector:
@@ -219,7 +227,7 @@ def _prepare_clip(
         )
 
     detect_settings = {k: v for k, v in vars(s.detect).items() if k not in ("batch", "triton_url")}
-    k_detect = digest("detect", k_frames, detect_settings)
+    k_detect = digest("detect", k_frames, detect_settings, models.weights_digest)
 
     def run_detect() -> None:
         todo = detect.frames_to_detect(finfo.num_frames, s.detect.tracking_fps, finfo.keyframe_seconds)
@@ -312,9 +320,7 @@ def import_finished(
     known = set(wd.clip_ids())
     parsed = []
     for f in files:  # parse everything first: one bad file fails the import before anything is written
-        data = Path(f).read_bytes() if Path(f).is_file() else None
-        if data is None:
-            raise FormatError("file not found", str(f))
+        data = read_bytes(f)
         cid = via_import.project_clip_id(data, str(f))
         if cid not in known:
             raise FormatError(

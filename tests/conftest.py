@@ -114,3 +114,32 @@ def write_demo_dataset(root: Path, rawframes: Path, splits: dict[str, list[str]]
             (layout.rawframes / v).symlink_to(rawframes, target_is_directory=True)
         write_proposals(layout.proposals(split), props)
     return root
+
+
+def ava_dataset(layout, split: str = "train", **overrides):  # type: ignore[no-untyped-def]
+    """mmaction2's own AVADataset over an avaforge dataset, sampling as the AVA configs do (test mode)."""
+    from avaforge.compat.mmaction import register_mmaction
+
+    register_mmaction()
+    from mmaction.datasets import AVADataset
+
+    kwargs = dict(
+        ann_file=str(layout.csv(split)),
+        exclude_file=str(layout.excluded(split)),
+        label_file=str(layout.action_list),
+        proposal_file=str(layout.proposals(split)),
+        pipeline=[
+            dict(type="SampleAVAFrames", clip_len=32, frame_interval=2, test_mode=True),
+            dict(type="RawFrameDecode"),
+        ],
+        data_prefix=dict(img=str(layout.rawframes)),
+        person_det_score_thr=0.9,
+        num_classes=4,
+        timestamp_start=0,
+        timestamp_end=10,
+        start_index=1,
+        fps=30,
+        test_mode=True,
+    )
+    kwargs.update(overrides)
+    return AVADataset(**kwargs)

@@ -5,48 +5,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avaforge.compat.mmaction import register_mmaction
 from avaforge.dataset_layout import DatasetLayout
 from avaforge.formats.ava_csv import write_excluded
 from avaforge.formats.proposals import read_proposals
 from avaforge.formats.timeline import sample_window
-from tests.conftest import write_demo_dataset
+from tests.conftest import ava_dataset, write_demo_dataset
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory, basketball_rawframes: Path) -> DatasetLayout:
-    register_mmaction()
     root = write_demo_dataset(tmp_path_factory.mktemp("ds"), basketball_rawframes, {"train": ["basket.v_1"]})
     return DatasetLayout(root)
 
 
-def _ava_dataset(layout: DatasetLayout, **overrides):
-    from mmaction.datasets import AVADataset
-
-    kwargs = dict(
-        ann_file=str(layout.csv("train")),
-        exclude_file=str(layout.excluded("train")),
-        label_file=str(layout.action_list),
-        proposal_file=str(layout.proposals("train")),
-        pipeline=[
-            dict(type="SampleAVAFrames", clip_len=32, frame_interval=2, test_mode=True),
-            dict(type="RawFrameDecode"),
-        ],
-        data_prefix=dict(img=str(layout.rawframes)),
-        person_det_score_thr=0.9,
-        num_classes=4,
-        timestamp_start=0,
-        timestamp_end=10,
-        start_index=1,
-        fps=30,
-        test_mode=True,
-    )
-    kwargs.update(overrides)
-    return AVADataset(**kwargs)
-
-
 def test_avadataset_samples_frames_around_each_keyframe(dataset: DatasetLayout) -> None:
-    ds = _ava_dataset(dataset)
+    ds = ava_dataset(dataset)
     assert len(ds) == 7
     ours = read_proposals(dataset.proposals("train"))
     for i in range(len(ds)):
@@ -75,11 +48,11 @@ def test_avadataset_samples_frames_around_each_keyframe(dataset: DatasetLayout) 
 
 def test_excluded_timestamps_are_honoured(dataset: DatasetLayout, tmp_path: Path) -> None:
     write_excluded(tmp_path / "ex.csv", [("basket.v_1", 5)])
-    ds = _ava_dataset(dataset, exclude_file=str(tmp_path / "ex.csv"))
+    ds = ava_dataset(dataset, exclude_file=str(tmp_path / "ex.csv"))
     assert sorted(ds[i]["timestamp"] for i in range(len(ds))) == [2, 3, 4, 6, 7, 8]
 
 
 def test_seed_timestamp_start_collapses_every_sample_to_frame_1(dataset: DatasetLayout) -> None:
     """Why the config generator must set timestamp_start=0: the seed left mmaction2's default 900."""
-    ds = _ava_dataset(dataset, timestamp_start=900, timestamp_end=1800)
+    ds = ava_dataset(dataset, timestamp_start=900, timestamp_end=1800)
     assert set(ds[0]["frame_inds"].tolist()) == {1}

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from avaforge.cli import main
-from avaforge.compat.mmaction import register_mmaction
 from avaforge.dataset_layout import DatasetLayout
 from avaforge.formats.actions import ActionList
 from avaforge.formats.ava_csv import read_rows
@@ -17,6 +16,7 @@ from avaforge.formats.via3 import parse_project
 from avaforge.stages.frames import FramesInfo
 from avaforge.stages.track import Tracks
 from avaforge.validation import validate_dataset
+from tests.conftest import ava_dataset
 
 pytestmark = pytest.mark.slow
 VIDEOS = ("basketball_2p_29.97fps_10s.mp4", "armwrestling_crowd_28fps_10s.mp4")
@@ -102,25 +102,7 @@ def test_autolabel_import_build_gives_a_valid_dataset_mmaction2_loads(run, capsy
     assert (report / "index.html").exists() and len(list(report.glob("*.png"))) == 4
     assert "machine-made" in (report / "index.html").read_text()
 
-    register_mmaction()
-    from mmaction.datasets import AVADataset
-
-    ds = AVADataset(
-        ann_file=str(layout.csv("val")),
-        exclude_file=str(layout.excluded("val")),
-        label_file=str(layout.action_list),
-        proposal_file=str(layout.proposals("val")),
-        pipeline=[
-            dict(type="SampleAVAFrames", clip_len=32, frame_interval=2, test_mode=True),
-            dict(type="RawFrameDecode"),
-        ],
-        data_prefix=dict(img=str(layout.rawframes)),
-        num_classes=4,
-        timestamp_start=0,
-        timestamp_end=10,
-        person_det_score_thr=0.5,
-        test_mode=True,
-    )
+    ds = ava_dataset(layout, "val", person_det_score_thr=0.5)
     sample = ds[0]
     assert len(sample["imgs"]) == 32 and sample["proposals"].shape[1] == 4
     assert not np.array_equal(

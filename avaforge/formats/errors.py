@@ -42,16 +42,20 @@ class Problem:
         }
 
 
-def read_text(path: str | Path) -> str:
-    """Read a UTF-8 text file, turning a missing file or bad encoding into a FormatError naming it."""
+def read_bytes(path: str | Path) -> bytes:
+    """Read a file, turning a missing file or a directory into a FormatError naming it."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        return p.read_bytes()
     except FileNotFoundError:
         raise FormatError("file not found", str(p)) from None
     except IsADirectoryError:
         raise FormatError("is a directory, expected a file", str(p)) from None
-    return decode_utf8(raw, str(p))
+
+
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 text file, turning a missing file or bad encoding into a FormatError naming it."""
+    return decode_utf8(read_bytes(path), str(path))
 
 
 def decode_utf8(raw: bytes, where: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from avaforge.formats.ava_csv import check_video_id
-from avaforge.formats.errors import FormatError, Problem, Severity
+from avaforge.formats.errors import FormatError, Problem, Severity, read_bytes
 from avaforge.fsutil import atomic_write_bytes
 
 Proposals = dict[str, np.ndarray]
@@ -130,11 +130,7 @@ def loads_raw(data: bytes, where: str) -> dict[Any, Any]:
 def read_proposals(path: str | Path) -> Proposals:
     """Read a proposals pkl strictly (no silent repair); the first bad entry raises FormatError."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise FormatError("file not found", str(p)) from None
-    raw = loads_raw(data, str(p))
+    raw = loads_raw(read_bytes(p), str(p))
     for key in sorted(raw, key=str):
         try:
             check_video_id(parse_key(key)[0])
