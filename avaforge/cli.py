@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from avaforge.formats.errors import FormatError
 
@@ -96,6 +97,43 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from avaforge.trainer.train import train
+
+    classes = [int(c) for c in args.classes.split(",")] if args.classes else None
+    result = train(
+        args.dataset,
+        args.preset,
+        args.out,
+        iters=args.iters,
+        resume=args.resume,
+        eval_train=args.eval_train,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        lr=args.lr,
+        classes=classes,
+        pretrained=args.pretrained,
+        val_interval=args.val_interval,
+    )
+    print(json.dumps({k: v for k, v in result.metrics.items() if k in ("val", "train")}, indent=1))
+    print(
+        f"config:     {result.config}\ncheckpoint: {result.checkpoint}\n"
+        f"metrics:    {result.run_dir / 'metrics.json'}"
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from avaforge.trainer.demo_video import render_demo
+
+    out = args.out or str(Path(args.video).with_suffix("")) + "_actions.mp4"
+    result = render_demo(args.checkpoint, args.video, out, config=args.config, threshold=args.threshold)
+    print(f"{result.video} ({result.frames} frames at 30 fps)")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from avaforge.validation import validate_dataset
 
@@ -140,6 +178,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workdir")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("train", help="train + evaluate an mmaction2 model on a dataset (config generated)")
+    p.add_argument("dataset")
+    p.add_argument("--preset", default="slowfast_r50", choices=["slowfast_r50", "slowonly_r50", "tiny"])
+    p.add_argument("--out", required=True, help="run directory (config, checkpoints, logs, metrics.json)")
+    p.add_argument("--iters", type=int, default=2000)
+    p.add_argument(
+        "--val-interval", type=int, help="evaluate and checkpoint every N iterations (default: end)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--classes", help="comma-separated action ids to train on (a subset)")
+    p.add_argument("--pretrained", help="backbone weights: a local path or a URL you provide (default: none)")
+    p.add_argument("--eval-train", action="store_true", help="also report mAP on the training split")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("demo", help="render a video with person boxes, track ids and predicted actions")
+    p.add_argument("checkpoint")
+    p.add_argument("video")
+    p.add_argument("--out", help="output mp4 (default: VIDEO_actions.mp4)")
+    p.add_argument("--config", help="config (default: config.py beside the checkpoint)")
+    p.add_argument("--threshold", type=float, default=0.4)
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("report", help="(re)write the HTML/PNG report of a dataset")
     p.add_argument("dataset")
