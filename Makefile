@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export YOLO_OFFLINE := 1
 
-.PHONY: install test lint format relock clean demo bench
+.PHONY: install test lint format relock clean demo bench bench-train learning-check
 
 install:  ## create .venv with everything pinned (apt ffmpeg, torch, mm stack, pipeline packages)
 	@bash scripts/install.sh
@@ -19,6 +19,12 @@ demo: install  ## vtest.avi (or VIDEOS="a.mp4 b.mov") -> VIA projects -> autolab
 
 bench: install  ## prepare vs ffmpeg floor vs the seed's flow (slow; results go in benchmarks/RESULTS.md)
 	$(PY) benchmarks/bench_prepare.py --json benchmarks/last_run.json
+
+bench-train: install  ## seconds per training iteration on CPU, tiny and SlowFast R50 presets
+	$(PY) benchmarks/bench_train.py --json benchmarks/last_train_run.json
+
+learning-check: install  ## the tiny model overfits its training keyframes (also part of make test)
+	$(PY) -m pytest -q -s tests/test_learning_check.py
 
 lint: install
 	$(VENV)/bin/ruff check .
