@@ -147,7 +147,8 @@ def _encode(
                 text = [f"#{int(tid)}"] + [f"{a} {s:.2f}" for a, s in labels.get(int(tid), [])[:3]]
                 for k, line in enumerate(text):
                     y = max(12, p1[1] - 4 - 13 * (len(text) - 1 - k))
-                    cv2.putText(image, line, (p1[0], y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 255), 1)
+                    for color, width in (((0, 0, 0), 3), ((0, 255, 255), 1)):  # outlined: readable anywhere
+                        cv2.putText(image, line, (p1[0], y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, width)
             proc.stdin.write(image.tobytes())
         proc.stdin.close()
         if proc.wait() != 0:
