@@ -42,8 +42,10 @@ def test_generated_config_loads_and_passes_mmaction2_asserts(
     head = cfg.model.roi_head.bbox_head
     assert head.num_classes == k + 1 and head.topk == topk_for(k) and all(t <= k for t in head.topk)
     MODELS.build({**head, "_scope_": "mmdet"})  # BBoxHeadAVA asserts topk < num_classes
+    assert cfg.train_dataloader.dataset.type == "RepeatDataset"  # no epoch-boundary sleeps in short runs
     for name in ("train", "val"):
         ds = cfg[f"{name}_dataloader"].dataset
+        ds = ds.get("dataset", ds)
         assert (ds.timestamp_start, ds.timestamp_end, ds.fps, ds.start_index) == (0, 10, 30, 1)
         assert ds.filename_tmpl.format(7) == "img_00007.jpg" and "custom_classes" not in ds
         assert len(DATASETS.build(ds)) == 7
@@ -64,16 +66,17 @@ def test_subset_of_classes_uses_custom_classes(tmp_path: Path, basketball_rawfra
         workers=2,
         pretrained="/models/slowfast_k400.pth",
     )
-    assert cfg.train_dataloader.dataset.custom_classes == [1, 3]
+    assert cfg.val_dataloader.dataset.custom_classes == [1, 3]
+    assert cfg.train_dataloader.dataset.dataset.custom_classes == [1, 3]
     assert cfg.model.roi_head.bbox_head.num_classes == 3 and cfg.model.roi_head.bbox_head.topk == (2,)
     assert cfg.model.init_cfg == {"type": "Pretrained", "checkpoint": "/models/slowfast_k400.pth"}
     assert cfg.train_dataloader.persistent_workers is True
     path = write_config(cfg, tmp_path / "run" / "cfg.py")
     from mmaction.registry import DATASETS
 
-    assert len(DATASETS.build(Config.fromfile(str(path)).train_dataloader.dataset)) == 7
+    assert len(DATASETS.build(Config.fromfile(str(path)).val_dataloader.dataset)) == 7
     assert (
-        build_config(layout.root, "tiny", tmp_path / "r", classes=[1, 2, 3]).train_dataloader.dataset.get(
+        build_config(layout.root, "tiny", tmp_path / "r", classes=[1, 2, 3]).val_dataloader.dataset.get(
             "custom_classes"
         )
         is None

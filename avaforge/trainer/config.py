@@ -244,12 +244,18 @@ def build_config(
     ]
 
     def loader(split: str, pipeline: list[dict], test_mode: bool, batch: int) -> dict:
+        ds = dataset_cfg(split, pipeline, test_mode)
+        if not test_mode:
+            # mmengine's iteration loop sleeps 2 s at every epoch boundary; on a small dataset that is most
+            # of the time. Repeat the dataset so one epoch covers the whole run.
+            keyframes = len({r.key for r in read_rows(layout.csv(split))}) or 1
+            ds = dict(type="RepeatDataset", times=max(1, math.ceil(iters * batch / keyframes)), dataset=ds)
         return dict(
             batch_size=batch,
             num_workers=workers,
             persistent_workers=workers > 0,
             sampler=dict(type="DefaultSampler", shuffle=not test_mode),
-            dataset=dataset_cfg(split, pipeline, test_mode),
+            dataset=ds,
         )
 
     def evaluator(split: str, prefix: str) -> dict:
