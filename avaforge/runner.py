@@ -260,7 +260,7 @@ def _prepare_clip(
     )
 
     k_via = digest("via", k_track, k_frames, s.via, actions.to_dict())
-    out = via_export.ViaExport(wd.via / cid / f"{cid}.via3.json", wd.via / cid, wd.via / f"{cid}.zip")
+    out = via_export.export_paths(wd.via, cid)
 
     def run_via() -> None:
         tr = Tracks.load(paths.tracks)

@@ -45,7 +45,14 @@ def guard_missing_drn() -> None:
 
 
 def register_mmaction() -> None:
-    """Import mmaction2 with the guard and register all its modules in the default 'mmaction' scope."""
+    """Import mmaction2 with the guards and register all its modules in the default 'mmaction' scope.
+
+    The mmcv-lite adapter goes in first: mmcv modules imported without it keep the names they failed to
+    import (e.g. ``MultiScaleDeformableAttention``), and mmdet's models would then fail later on.
+    """
+    from avaforge.compat.mmcv_ext import install
+
+    install()
     guard_missing_drn()
     from mmaction.utils import register_all_modules
 

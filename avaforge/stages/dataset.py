@@ -28,7 +28,7 @@ from avaforge.formats.errors import FormatError
 from avaforge.formats.pbtxt import write_pbtxt
 from avaforge.formats.proposals import Proposals, write_proposals
 from avaforge.formats.timeline import write_included_timestamps
-from avaforge.fsutil import atomic_write_bytes
+from avaforge.fsutil import atomic_write_bytes, link_or_copy
 from avaforge.report import PROVENANCE_FILE
 from avaforge.settings import DatasetSettings
 from avaforge.stages.frames import FramesInfo
@@ -168,7 +168,4 @@ def _link_tree(src: Path, dst: Path) -> None:
     """Rawframes into the dataset: hard links (no copy) when on one file system, else copies."""
     dst.mkdir(parents=True, exist_ok=True)
     for entry in sorted(os.listdir(src)):
-        try:
-            os.link(src / entry, dst / entry)
-        except OSError:
-            shutil.copyfile(src / entry, dst / entry)
+        link_or_copy(src / entry, dst / entry)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from pathlib import Path
 from avaforge.formats.actions import ActionList
 from avaforge.formats.timeline import keyframe_index, rawframe_name
 from avaforge.formats.via3 import ViaBox, ViaKeyframe, build_project, dumps_project, keyframe_image_name
-from avaforge.fsutil import atomic_write_bytes
+from avaforge.fsutil import atomic_write_bytes, link_or_copy
 from avaforge.settings import ViaSettings
 from avaforge.stages.frames import FramesInfo
 from avaforge.stages.track import Tracks
@@ -49,6 +48,12 @@ class ViaExport:
     archive: Path
 
 
+def export_paths(out_dir: Path, clip_id: str, project_suffix: str = ".via3.json") -> ViaExport:
+    """Where ``export_via`` writes a clip's project, folder and zip."""
+    folder = out_dir / clip_id
+    return ViaExport(folder / f"{clip_id}{project_suffix}", folder, out_dir / f"{clip_id}.zip")
+
+
 def keyframes_for_via(
     frames: FramesInfo,
     tracks: Tracks,
@@ -79,31 +84,23 @@ def export_via(
 ) -> ViaExport:
     """Write ``out_dir/<clip>/`` (project, images, HOW_TO_LABEL.txt) and ``out_dir/<clip>.zip``."""
     clip_id = frames.clip_id
-    folder = out_dir / clip_id
+    paths = export_paths(out_dir, clip_id, project_suffix)
+    folder, project = paths.folder, paths.project
     folder.mkdir(parents=True, exist_ok=True)
-    project = folder / f"{clip_id}{project_suffix}"
     atomic_write_bytes(project, dumps_project(build_project(clip_id, keyframes, actions)))
     names = []
     for kf in keyframes:
         name = keyframe_image_name(clip_id, kf.second)
         target = folder / name
         if not target.exists():
-            _link_or_copy(frame_dir / rawframe_name(keyframe_index(kf.second)), target)
+            link_or_copy(frame_dir / rawframe_name(keyframe_index(kf.second)), target)
         names.append(name)
     guide = HOW_TO_LABEL.format(
         clip_id=clip_id, project=project.name, n=len(names), groups=", ".join(g.name for g in actions.groups)
     )
     atomic_write_bytes(folder / "HOW_TO_LABEL.txt", guide.encode())
-    archive = out_dir / f"{clip_id}.zip"
-    _write_zip(archive, folder, [project.name, "HOW_TO_LABEL.txt", *names])
-    return ViaExport(project, folder, archive)
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        dst.hardlink_to(src)
-    except OSError:
-        shutil.copyfile(src, dst)
+    _write_zip(paths.archive, folder, [project.name, "HOW_TO_LABEL.txt", *names])
+    return paths
 
 
 def _write_zip(archive: Path, folder: Path, names: list[str]) -> None:

@@ -42,6 +42,22 @@ class Preset:
     optimizer: str = "SGD"
 
 
+def _slowonly(**overrides: Any) -> dict[str, Any]:
+    """mmaction2's AVA SlowOnly backbone (4 stages, no temporal stride, last stage spatial stride 1)."""
+    return dict(
+        type="mmaction.ResNet3dSlowOnly",
+        pretrained=None,
+        pretrained2d=False,
+        lateral=False,
+        num_stages=4,
+        conv1_kernel=(1, 7, 7),
+        conv1_stride_t=1,
+        pool1_stride_t=1,
+        spatial_strides=(1, 2, 2, 1),
+        **overrides,
+    )
+
+
 PRESETS = {
     # The seed's choice: SlowFast R50, 32 frames at interval 2 (fast) / 4 frames (slow).
     "slowfast_r50": Preset(
@@ -85,18 +101,7 @@ PRESETS = {
     ),
     "slowonly_r50": Preset(
         "slowonly_r50",
-        dict(
-            type="mmaction.ResNet3dSlowOnly",
-            depth=50,
-            pretrained=None,
-            pretrained2d=False,
-            lateral=False,
-            num_stages=4,
-            conv1_kernel=(1, 7, 7),
-            conv1_stride_t=1,
-            pool1_stride_t=1,
-            spatial_strides=(1, 2, 2, 1),
-        ),
+        _slowonly(depth=50),
         in_channels=2048,
         clip_len=4,
         frame_interval=16,
@@ -107,19 +112,7 @@ PRESETS = {
     # For CPU smoke runs and learning checks: ResNet3d-18 at 1/4 width on 128-pixel frames.
     "tiny": Preset(
         "tiny",
-        dict(
-            type="mmaction.ResNet3dSlowOnly",
-            depth=18,
-            base_channels=16,
-            pretrained=None,
-            pretrained2d=False,
-            lateral=False,
-            num_stages=4,
-            conv1_kernel=(1, 7, 7),
-            conv1_stride_t=1,
-            pool1_stride_t=1,
-            spatial_strides=(1, 2, 2, 1),
-        ),
+        _slowonly(depth=18, base_channels=16),
         in_channels=128,
         clip_len=4,
         frame_interval=16,
