@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export YOLO_OFFLINE := 1
 
-.PHONY: install test lint format relock clean demo bench bench-train learning-check
+.PHONY: install test lint format relock clean demo bench bench-train learning-check up down
 
 install:  ## create .venv with everything pinned (apt ffmpeg, torch, mm stack, pipeline packages)
 	@bash scripts/install.sh
@@ -25,6 +25,12 @@ bench-train: install  ## seconds per training iteration on CPU, tiny and SlowFas
 
 learning-check: install  ## the tiny model overfits its training keyframes (also part of make test)
 	$(PY) -m pytest -q -s tests/test_learning_check.py
+
+up: install  ## local stack on loopback: nats-server (JetStream) + S3 server; env in .stack/stack.env
+	$(PY) -m avaforge.devstack up
+
+down:  ## stop what make up started
+	$(PY) -m avaforge.devstack down
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,109 @@
+"""``make up`` / ``make down``: the local stack on loopback, state in ``$AVAFORGE_STACK_DIR`` (.stack/).
+
+up    starts nats-server (JetStream) and the S3 server, creates the artifact bucket, and writes
+      ``stack.env`` (endpoints and credentials, mode 0600) for clients: ``set -a; . .stack/stack.env``.
+      S3 credentials come from AVAFORGE_S3_ACCESS_KEY / AVAFORGE_S3_SECRET_KEY, or are generated once.
+down  stops what ``up`` started (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+from avaforge.devstack.servers import S3Credentials, nats_server, s3_server
+from avaforge.storage import S3Store, StorageError
+
+
+def _dir() -> Path:
+    return Path(os.environ.get("AVAFORGE_STACK_DIR", ".stack")).resolve()
+
+
+def _credentials(state: Path) -> S3Credentials:
+    env = os.environ
+    if env.get("AVAFORGE_S3_ACCESS_KEY") and env.get("AVAFORGE_S3_SECRET_KEY"):
+        return S3Credentials(env["AVAFORGE_S3_ACCESS_KEY"], env["AVAFORGE_S3_SECRET_KEY"])
+    saved = state / "credentials.json"
+    if saved.exists():
+        return S3Credentials(**json.loads(saved.read_text()))
+    creds = S3Credentials("avaforge-" + secrets.token_hex(4), secrets.token_urlsafe(24))
+    saved.write_text(json.dumps(creds.__dict__))
+    saved.chmod(0o600)
+    return creds
+
+
+def up() -> int:
+    state = _dir()
+    state.mkdir(parents=True, exist_ok=True)
+    if (state / "pids.json").exists():
+        print(f"already up (see {state / 'stack.env'}); run make down first", file=sys.stderr)
+        return 1
+    creds = _credentials(state)
+    nats = nats_server(state, int(os.environ.get("AVAFORGE_NATS_PORT", "4222"))).start()
+    s3 = s3_server(state, creds, int(os.environ.get("AVAFORGE_S3_PORT", "9000"))).start()
+    (state / "pids.json").write_text(json.dumps({"nats": nats.proc.pid, "s3": s3.proc.pid}))  # type: ignore[union-attr]
+    store = S3Store(f"127.0.0.1:{s3.port}", creds.access_key, creds.secret_key)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            store.ensure_bucket()
+            break
+        except StorageError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    env = {
+        "AVAFORGE_NATS_URL": f"nats://127.0.0.1:{nats.port}",
+        "AVAFORGE_S3_ENDPOINT": f"127.0.0.1:{s3.port}",
+        "AVAFORGE_S3_ACCESS_KEY": creds.access_key,
+        "AVAFORGE_S3_SECRET_KEY": creds.secret_key,
+        "AVAFORGE_S3_BUCKET": store.bucket,
+    }
+    env_file = state / "stack.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    env_file.chmod(0o600)
+    print(f"up: nats {env['AVAFORGE_NATS_URL']}, S3 ({s3.name}) {env['AVAFORGE_S3_ENDPOINT']}")
+    print(f"environment for clients: {env_file}")
+    return 0
+
+
+def down() -> int:
+    state = _dir()
+    pids_file = state / "pids.json"
+    if not pids_file.exists():
+        print("not up")
+        return 0
+    pids = json.loads(pids_file.read_text())
+    for pid in pids.values():
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + 10
+    for pid in pids.values():
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    pids_file.unlink()
+    print("down")
+    return 0
+
+
+if __name__ == "__main__":
+    commands = {"up": up, "down": down}
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    sys.exit(commands[sys.argv[1]]())

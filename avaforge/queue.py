@@ -1,0 +1,197 @@
+"""Work distribution on NATS JetStream: one work-queue subject per stage, durable pull consumers, explicit
+ack after outputs are stored, bounded redelivery with backoff, a dead-letter subject, job state in KV.
+
+A message carries JSON (artifact references and settings, never frames). ``Nats-Msg-Id`` de-duplicates
+re-submissions within the stream's duplicate window. A handler that raises ``FormatError`` (bad input: it will
+never succeed) is dead-lettered at once; any other exception is retried up to ``max_deliver`` times with
+growing delays, then dead-lettered with its message, so the job can fail with the stage's error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+from nats.js import api
+from nats.js.errors import NotFoundError
+
+from avaforge.formats.errors import FormatError
+
+log = logging.getLogger("avaforge.queue")
+
+WORK_STREAM = "AVAFORGE_WORK"
+DEAD_STREAM = "AVAFORGE_DEAD"
+JOBS_BUCKET = "AVAFORGE_JOBS"
+
+
+def work_subject(stage: str) -> str:
+    return f"avaforge.work.{stage}"
+
+
+def dead_subject(stage: str) -> str:
+    return f"avaforge.dead.{stage}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_deliver: int = 4
+    backoff_s: tuple[float, ...] = (1.0, 2.0, 4.0)
+    ack_wait_s: float = 60.0  # a worker that dies holding an item loses it to another after this
+
+    def delay(self, delivered: int) -> float:
+        return self.backoff_s[min(delivered - 1, len(self.backoff_s) - 1)] if self.backoff_s else 0.0
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class WorkQueue:
+    def __init__(self, nc: nats.NATS) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+
+    @classmethod
+    async def connect(cls, url: str, name: str = "avaforge") -> WorkQueue:
+        nc = await nats.connect(
+            url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5
+        )
+        queue = cls(nc)
+        await queue.ensure()
+        return queue
+
+    async def ensure(self) -> None:
+        """Create the streams and the job bucket if they do not exist (idempotent)."""
+        await self.js.add_stream(
+            api.StreamConfig(
+                name=WORK_STREAM,
+                subjects=["avaforge.work.>"],
+                retention=api.RetentionPolicy.WORK_QUEUE,
+                storage=api.StorageType.FILE,
+                duplicate_window=300.0,
+            )
+        )
+        await self.js.add_stream(
+            api.StreamConfig(name=DEAD_STREAM, subjects=["avaforge.dead.>"], storage=api.StorageType.FILE)
+        )
+        try:
+            self.jobs = await self.js.key_value(JOBS_BUCKET)
+        except NotFoundError:
+            self.jobs = await self.js.create_key_value(api.KeyValueConfig(bucket=JOBS_BUCKET, history=5))
+
+    async def close(self) -> None:
+        await self.nc.drain()
+
+    async def submit(self, stage: str, payload: dict[str, Any], msg_id: str) -> None:
+        await self.js.publish(
+            work_subject(stage), json.dumps(payload, sort_keys=True).encode(), headers={"Nats-Msg-Id": msg_id}
+        )
+
+    async def pending(self, stage: str) -> int:
+        info = await self.js.stream_info(WORK_STREAM, subjects_filter=work_subject(stage))
+        return int((info.state.subjects or {}).get(work_subject(stage), 0))
+
+    async def dead_letters(self, stage: str) -> list[dict[str, Any]]:
+        sub = await self.js.pull_subscribe(dead_subject(stage), stream=DEAD_STREAM)
+        out = []
+        try:
+            while True:
+                msgs = await sub.fetch(batch=50, timeout=0.5)
+                out.extend(json.loads(m.data) for m in msgs)
+                for m in msgs:
+                    await m.ack()
+        except nats.errors.TimeoutError:
+            pass
+        finally:
+            await sub.unsubscribe()
+        return out
+
+    async def put_job(self, job_id: str, state: dict[str, Any]) -> None:
+        await self.jobs.put(job_id, json.dumps(state, sort_keys=True).encode())
+
+    async def get_job(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            entry = await self.jobs.get(job_id)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        return json.loads(entry.value) if entry.value else None
+
+    async def work(
+        self,
+        stage: str,
+        handler: Handler,
+        stop: asyncio.Event,
+        policy: RetryPolicy | None = None,
+        fetch_timeout_s: float = 0.5,
+    ) -> int:
+        """Process items of ``stage`` until ``stop`` is set; returns how many were acked.
+
+        An item in progress when ``stop`` is set is finished (graceful shutdown); nothing new is fetched.
+        """
+        policy = policy or RetryPolicy()
+        config = api.ConsumerConfig(
+            durable_name=stage,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            max_deliver=policy.max_deliver,
+            ack_wait=policy.ack_wait_s,
+            filter_subject=work_subject(stage),
+        )
+        sub = await self.js.pull_subscribe(
+            work_subject(stage), durable=stage, stream=WORK_STREAM, config=config
+        )
+        done = 0
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(batch=1, timeout=fetch_timeout_s)
+            except (
+                nats.errors.TimeoutError,
+                nats.errors.ConnectionClosedError,
+                nats.errors.NoRespondersError,
+            ):
+                continue
+            except Exception as exc:  # reconnecting: keep serving
+                log.warning("fetch on %s failed: %s", stage, exc)
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                done += await self._handle(stage, msg, handler, policy)
+        await sub.unsubscribe()
+        return done
+
+    async def _handle(self, stage: str, msg: Any, handler: Handler, policy: RetryPolicy) -> int:
+        delivered = msg.metadata.num_delivered
+        payload = json.loads(msg.data)
+        try:
+            await handler(payload)
+        except FormatError as exc:
+            await self._dead(stage, msg, payload, str(exc), delivered, poison=True)
+            return 0
+        except Exception as exc:
+            if delivered >= policy.max_deliver:
+                await self._dead(stage, msg, payload, f"{type(exc).__name__}: {exc}", delivered, poison=False)
+            else:
+                log.warning(
+                    "%s item failed (delivery %d/%d), retrying: %s", stage, delivered, policy.max_deliver, exc
+                )
+                await msg.nak(delay=policy.delay(delivered))
+            return 0
+        await msg.ack()
+        return 1
+
+    async def _dead(
+        self, stage: str, msg: Any, payload: dict[str, Any], error: str, delivered: int, poison: bool
+    ) -> None:
+        record = {
+            "stage": stage,
+            "payload": payload,
+            "error": error,
+            "deliveries": delivered,
+            "poison": poison,
+        }
+        await self.js.publish(dead_subject(stage), json.dumps(record, sort_keys=True).encode())
+        await msg.term()
+        log.error("%s item dead-lettered after %d deliveries: %s", stage, delivered, error)

@@ -1,0 +1,122 @@
+"""Artifact store on a real S3 server (SeaweedFS `weed mini`, or MinIO if installed) and on disk."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from avaforge.devstack.servers import S3Credentials, s3_server
+from avaforge.storage import ArtifactRef, LocalStore, S3Store, StorageError, StorageUnavailable
+
+CREDS = S3Credentials("avaforge-test", "test-secret-key-0123")
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory):
+    server = s3_server(tmp_path_factory.mktemp("s3"), CREDS).start()
+    store = S3Store(f"127.0.0.1:{server.port}", CREDS.access_key, CREDS.secret_key, "artifacts")
+    deadline = time.monotonic() + 30
+    while True:  # the S3 gateway listens before its filer is ready
+        try:
+            store.ensure_bucket()
+            break
+        except StorageError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    yield server, store
+    server.stop()
+
+
+def test_content_addressed_round_trip_without_duplicates(s3) -> None:
+    _, store = s3
+    ref = store.put("clips/basketball", b"frame bytes", ".jpg")
+    assert ref.key.startswith("clips/basketball/") and ref.key.endswith(".jpg") and ref.size == 11
+    assert store.get(ref) == b"frame bytes" and store.exists(ref)
+    again = store.put("clips/basketball", b"frame bytes", ".jpg")  # a redelivered work item
+    assert again == ref and store.count("clips/basketball/") == 1
+    assert not store.exists(ArtifactRef("artifacts", "clips/none", "0" * 64, 1))
+
+
+def test_digest_is_verified_on_read(s3) -> None:
+    import io
+
+    _, store = s3
+    ref = store.put("x", b"original")
+    store.client.put_object("artifacts", ref.key, io.BytesIO(b"tampered"), 8)
+    with pytest.raises(StorageError, match="content digest"):
+        store.get(ref)
+
+
+def test_credentials_are_required_and_checked(s3) -> None:
+    server, store = s3
+    ref = store.put("y", b"secret")
+    with pytest.raises(StorageError, match="refused the credentials"):
+        S3Store(f"127.0.0.1:{server.port}", CREDS.access_key, "wrong-secret", "artifacts").get(ref)
+    with pytest.raises(StorageError, match="credentials are required"):
+        S3Store(f"127.0.0.1:{server.port}", "", "", "artifacts")
+    from minio import Minio
+    from minio.error import S3Error
+
+    with pytest.raises(S3Error, match="AccessDenied"):  # anonymous access is rejected by the server
+        Minio(f"127.0.0.1:{server.port}", secure=False).get_object("artifacts", ref.key)
+
+
+def test_unreachable_server_fails_in_bounded_time(tmp_path: Path) -> None:
+    from avaforge.devstack.servers import free_port
+
+    store = S3Store(f"127.0.0.1:{free_port()}", "a", "b", retries=2, timeout_s=0.5)
+    start = time.monotonic()
+    with pytest.raises(StorageUnavailable, match="unreachable"):
+        store.put("z", b"data")
+    assert time.monotonic() - start < 10
+
+
+def test_local_store(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    ref = store.put("a/b", b"hello", ".txt")
+    assert store.get(ref) == b"hello" and store.put("a/b", b"hello", ".txt") == ref
+    (tmp_path / "avaforge" / ref.key).write_bytes(b"HELLO")
+    with pytest.raises(StorageError, match="digest"):
+        store.get(ref)
+    with pytest.raises(StorageError, match="invalid artifact key"):
+        store.put("../escape", b"x")
+
+
+def test_make_up_and_down_start_and_stop_the_stack(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from avaforge.devstack.servers import free_port
+
+    env = {
+        **os.environ,
+        "AVAFORGE_STACK_DIR": str(tmp_path),
+        "AVAFORGE_NATS_PORT": str(free_port()),
+        "AVAFORGE_S3_PORT": str(free_port()),
+    }
+    env.pop("AVAFORGE_S3_ACCESS_KEY", None)
+    env.pop("AVAFORGE_S3_SECRET_KEY", None)
+    up = subprocess.run(
+        [sys.executable, "-m", "avaforge.devstack", "up"], env=env, capture_output=True, text=True
+    )
+    try:
+        assert up.returncode == 0, up.stderr
+        values = dict(line.split("=", 1) for line in (tmp_path / "stack.env").read_text().splitlines())
+        assert (tmp_path / "stack.env").stat().st_mode & 0o077 == 0  # credentials readable by the owner only
+        store = S3Store(
+            values["AVAFORGE_S3_ENDPOINT"],
+            values["AVAFORGE_S3_ACCESS_KEY"],
+            values["AVAFORGE_S3_SECRET_KEY"],
+            values["AVAFORGE_S3_BUCKET"],
+        )
+        ref = store.put("smoke", b"up")
+        assert store.get(ref) == b"up"
+    finally:
+        down = subprocess.run(
+            [sys.executable, "-m", "avaforge.devstack", "down"], env=env, capture_output=True, text=True
+        )
+    assert down.returncode == 0 and not (tmp_path / "pids.json").exists()
+    with pytest.raises(StorageUnavailable):
+        S3Store(values["AVAFORGE_S3_ENDPOINT"], "a", "b", retries=0, timeout_s=0.5).put("x", b"y")
