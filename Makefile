@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export YOLO_OFFLINE := 1
 
-.PHONY: install test lint format relock clean demo bench bench-train learning-check up down
+.PHONY: install test lint format relock clean demo bench bench-train learning-check up down protos
 
 install:  ## create .venv with everything pinned (apt ffmpeg, torch, mm stack, pipeline packages)
 	@bash scripts/install.sh
@@ -31,6 +31,9 @@ up: install  ## local stack on loopback: nats-server (JetStream) + S3 server; en
 
 down:  ## stop what make up started
 	$(PY) -m avaforge.devstack down
+
+protos: install  ## regenerate the gRPC stubs (avaforge/v1/, not committed) from protos/avaforge/v1/*.proto
+	@bash scripts/gen_protos.sh
 
 lint: install
 	$(VENV)/bin/ruff check .

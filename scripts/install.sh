@@ -43,7 +43,8 @@ fi
 hash_inputs() {
     {
         "$PYTHON" --version 2>&1
-        for f in "$REQ/base.txt" "$REQ/nodeps.txt" "$REQ/lock.txt" pyproject.toml scripts/install.sh; do
+        for f in "$REQ/base.txt" "$REQ/nodeps.txt" "$REQ/lock.txt" pyproject.toml scripts/install.sh \
+                 scripts/gen_protos.sh protos/avaforge/v1/*.proto; do
             if [[ -f "$f" ]]; then echo "== $f"; cat "$f"; fi
         done
     } | sha256sum | cut -d' ' -f1
@@ -94,6 +95,9 @@ if [[ -f pyproject.toml ]]; then
 else
     log "no pyproject.toml yet: skipping editable install of avaforge"
 fi
+
+log "generating gRPC stubs (scripts/gen_protos.sh)"
+VENV="$VENV" bash scripts/gen_protos.sh
 
 echo "$WANT" > "$STAMP"
 log "done ($VENV)"
