@@ -176,7 +176,16 @@ class S3Store:
         )
         return ref
 
+    def _checked(self, ref: ArtifactRef) -> ArtifactRef:
+        """References come from requests: only this store's bucket and well-formed keys are served."""
+        if ref.bucket != self.bucket:
+            raise StorageError(f"{ref.bucket}/{ref.key}: bucket {ref.bucket!r} is not this store's")
+        check_key(ref.key)
+        return ref
+
     def get(self, ref: ArtifactRef) -> bytes:
+        ref = self._checked(ref)
+
         def read() -> bytes:
             resp = self.client.get_object(ref.bucket, ref.key)
             try:
@@ -190,6 +199,7 @@ class S3Store:
     def exists(self, ref: ArtifactRef) -> bool:
         from minio.error import S3Error
 
+        ref = self._checked(ref)
         try:
             self._call(f"{ref.bucket}/{ref.key}", lambda: self.client.stat_object(ref.bucket, ref.key))
         except StorageError as exc:

@@ -5,27 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from avaforge.devstack.servers import S3Credentials, s3_server
 from avaforge.storage import ArtifactRef, LocalStore, S3Store, StorageError, StorageUnavailable
-
-CREDS = S3Credentials("avaforge-test", "test-secret-key-0123")
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory):
-    server = s3_server(tmp_path_factory.mktemp("s3"), CREDS).start()
-    store = S3Store(f"127.0.0.1:{server.port}", CREDS.access_key, CREDS.secret_key, "artifacts")
-    deadline = time.monotonic() + 30
-    while True:  # the S3 gateway listens before its filer is ready
-        try:
-            store.ensure_bucket()
-            break
-        except StorageError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-    yield server, store
-    server.stop()
+from tests.conftest import CREDS
 
 
 def test_content_addressed_round_trip_without_duplicates(s3) -> None:

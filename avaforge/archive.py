@@ -1,0 +1,42 @@
+"""Folders as single artifacts: deterministic uncompressed tar (sorted names, zero times and owners), so the
+same rawframes give the same bytes and therefore the same content-addressed key."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+from avaforge.formats.errors import FormatError
+
+
+def pack_dir(folder: str | Path) -> bytes:
+    folder = Path(folder)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in sorted(os.listdir(folder)):
+            data = (folder / name).read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def unpack_dir(data: bytes, folder: str | Path, where: str = "archive") -> list[str]:
+    """Extract a flat archive made by ``pack_dir``; refuses links, folders and path tricks."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for member in tar.getmembers():
+                if not member.isfile() or "/" in member.name or member.name.startswith("."):
+                    raise FormatError(f"unexpected entry {member.name!r} (flat files only)", where)
+                src = tar.extractfile(member)
+                assert src is not None
+                (folder / member.name).write_bytes(src.read())
+                names.append(member.name)
+    except tarfile.TarError as exc:
+        raise FormatError(f"not a tar archive: {exc}", where) from None
+    return names
