@@ -43,7 +43,7 @@ fi
 hash_inputs() {
     {
         "$PYTHON" --version 2>&1
-        for f in "$REQ/base.txt" "$REQ/nodeps.txt" "$REQ/lock.txt" pyproject.toml scripts/install.sh \
+        for f in "$REQ/base.txt" "$REQ/nodeps.txt" "$REQ/lock.txt" "$REQ/triton.txt" pyproject.toml scripts/install.sh \
                  scripts/gen_protos.sh protos/avaforge/v1/*.proto; do
             if [[ -f "$f" ]]; then echo "== $f"; cat "$f"; fi
         done
@@ -95,6 +95,15 @@ if [[ -f pyproject.toml ]]; then
 else
     log "no pyproject.toml yet: skipping editable install of avaforge"
 fi
+
+# --- 6. Triton's own venv (tritonserver from nvidia-pytriton needs numpy<2 beside its python backend) ---
+TRITON_VENV="${TRITON_VENV:-.venv-triton}"
+if [[ ! -x "$TRITON_VENV/bin/python" ]]; then
+    log "creating $TRITON_VENV"
+    "$PYTHON" -m venv "$TRITON_VENV"
+fi
+log "installing requirements/triton.txt into $TRITON_VENV"
+"$TRITON_VENV/bin/python" -m pip --disable-pip-version-check install -q --no-deps -r "$REQ/triton.txt"
 
 log "generating gRPC stubs (scripts/gen_protos.sh)"
 VENV="$VENV" bash scripts/gen_protos.sh

@@ -64,6 +64,7 @@ def test_local_store(tmp_path: Path) -> None:
         store.put("../escape", b"x")
 
 
+@pytest.mark.slow
 def test_make_up_and_down_start_and_stop_the_stack(tmp_path: Path) -> None:
     import os
     import subprocess
@@ -94,6 +95,11 @@ def test_make_up_and_down_start_and_stop_the_stack(tmp_path: Path) -> None:
         )
         ref = store.put("smoke", b"up")
         assert store.get(ref) == b"up"
+        import tritonclient.grpc as grpcclient
+
+        assert grpcclient.InferenceServerClient(values["AVAFORGE_TRITON_URL"]).is_model_ready(
+            "person_detector"
+        )
     finally:
         down = subprocess.run(
             [sys.executable, "-m", "avaforge.devstack", "down"], env=env, capture_output=True, text=True

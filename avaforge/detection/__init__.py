@@ -32,5 +32,7 @@ def make_detector(settings: DetectSettings) -> Detector:
 
         return UltralyticsDetector(settings)
     if settings.backend == "triton":
-        raise ValueError("the triton backend is provided by the services stack (not built yet)")
+        from avaforge.detection.triton_backend import TritonDetector
+
+        return TritonDetector(settings)
     raise ValueError(f"unknown detector backend {settings.backend!r}")

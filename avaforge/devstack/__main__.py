@@ -1,6 +1,7 @@
 """``make up`` / ``make down``: the local stack on loopback, state in ``$AVAFORGE_STACK_DIR`` (.stack/).
 
-up    starts nats-server (JetStream) and the S3 server, creates the artifact bucket, and writes
+up    starts nats-server (JetStream), the S3 server and Triton (the person detector from
+      deploy/triton/local), creates the artifact bucket, and writes
       ``stack.env`` (endpoints and credentials, mode 0600) for clients: ``set -a; . .stack/stack.env``.
       S3 credentials come from AVAFORGE_S3_ACCESS_KEY / AVAFORGE_S3_SECRET_KEY, or are generated once.
 down  stops what ``up`` started (SIGTERM, then SIGKILL).
@@ -17,8 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from avaforge.devstack.servers import S3Credentials, nats_server, s3_server
+from avaforge.detection.model_files import file_digest, onnx_model, resolve_weights
+from avaforge.devstack.servers import S3Credentials, nats_server, s3_server, triton_server, wait_model_ready
 from avaforge.storage import S3Store, StorageError
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _dir() -> Path:
@@ -47,7 +51,20 @@ def up() -> int:
     creds = _credentials(state)
     nats = nats_server(state, int(os.environ.get("AVAFORGE_NATS_PORT", "4222"))).start()
     s3 = s3_server(state, creds, int(os.environ.get("AVAFORGE_S3_PORT", "9000"))).start()
-    (state / "pids.json").write_text(json.dumps({"nats": nats.proc.pid, "s3": s3.proc.pid}))  # type: ignore[union-attr]
+    pids = {"nats": nats.proc.pid, "s3": s3.proc.pid}  # type: ignore[union-attr]
+    (state / "pids.json").write_text(json.dumps(pids))
+    weights = resolve_weights(os.environ.get("AVAFORGE_DETECTOR_WEIGHTS"))
+    triton = triton_server(
+        state / "triton",
+        onnx_model(weights, 640),
+        file_digest(weights)[:16],
+        REPO / "deploy" / "triton" / "local",
+        int(os.environ.get("AVAFORGE_TRITON_PORT", "8001")),
+    )
+    triton.start()
+    pids["triton"] = triton.proc.pid  # type: ignore[union-attr]
+    (state / "pids.json").write_text(json.dumps(pids))
+    wait_model_ready(triton.port, "person_detector")
     store = S3Store(f"127.0.0.1:{s3.port}", creds.access_key, creds.secret_key)
     deadline = time.monotonic() + 30
     while True:
@@ -64,11 +81,15 @@ def up() -> int:
         "AVAFORGE_S3_ACCESS_KEY": creds.access_key,
         "AVAFORGE_S3_SECRET_KEY": creds.secret_key,
         "AVAFORGE_S3_BUCKET": store.bucket,
+        "AVAFORGE_TRITON_URL": f"127.0.0.1:{triton.port}",
     }
     env_file = state / "stack.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     env_file.chmod(0o600)
-    print(f"up: nats {env['AVAFORGE_NATS_URL']}, S3 ({s3.name}) {env['AVAFORGE_S3_ENDPOINT']}")
+    print(
+        f"up: nats {env['AVAFORGE_NATS_URL']}, S3 ({s3.name}) {env['AVAFORGE_S3_ENDPOINT']}, "
+        f"triton {env['AVAFORGE_TRITON_URL']}"
+    )
     print(f"environment for clients: {env_file}")
     return 0
 

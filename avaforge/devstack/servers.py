@@ -165,3 +165,90 @@ def s3_server(workdir: Path, credentials: S3Credentials, port: int | None = None
         *(f"-{k}={v}" for k, v in ports.items()),
     ]
     return Server("seaweedfs", argv, port, workdir)
+
+
+def triton_venv() -> Path:
+    """Triton's own virtualenv (scripts/install.sh makes it beside the main one)."""
+    venv = Path(os.environ.get("AVAFORGE_TRITON_VENV", Path(sys.prefix).parent / ".venv-triton"))
+    if not (venv / "bin" / "python").exists():
+        raise FileNotFoundError(f"{venv} is missing (make install creates it)")
+    return venv
+
+
+def triton_server(
+    workdir: Path,
+    onnx_model: Path,
+    model_digest: str,
+    repository: Path,
+    port: int | None = None,
+) -> Server:
+    """tritonserver 2.51 (from nvidia-pytriton) with the python backend, serving ``repository`` on loopback.
+
+    The repository is copied into ``workdir`` with the model's digest added to its config parameters (clients
+    report it as the model version); the ONNX file is passed to the model by environment.
+    """
+    venv = triton_venv()
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    pytriton = site / "pytriton" / "tritonserver"
+    backends = workdir / "backends" / "python"
+    if backends.exists():
+        shutil.rmtree(backends)
+    shutil.copytree(pytriton / "backends" / "python", backends)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    shutil.copy2(pytriton / "python_backend_stubs" / version / "triton_python_backend_stub", backends)
+    repo = workdir / "model_repository"
+    if repo.exists():
+        shutil.rmtree(repo)
+    shutil.copytree(repository, repo)
+    for config in repo.glob("*/config.pbtxt"):
+        with config.open("a") as fh:
+            fh.write(
+                f'parameters: {{\n  key: "model_digest"\n  value: {{ string_value: "{model_digest}" }}\n}}\n'
+            )
+    libdir = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    port = port or free_port()
+    env = {
+        # The python backend stub takes its Python environment from the python3 found on PATH.
+        "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}",
+        "LD_LIBRARY_PATH": ":".join(
+            p
+            for p in (libdir, str(site / "nvidia_pytriton.libs"), os.environ.get("LD_LIBRARY_PATH", ""))
+            if p
+        ),
+        "AVAFORGE_DETECTOR_ONNX": str(onnx_model),
+    }
+    argv = [
+        str(pytriton / "bin" / "tritonserver"),
+        f"--model-repository={repo}",
+        f"--backend-directory={workdir / 'backends'}",
+        "--grpc-address=127.0.0.1",
+        f"--grpc-port={port}",
+        "--http-address=127.0.0.1",
+        f"--http-port={free_port()}",
+        "--metrics-address=127.0.0.1",
+        f"--metrics-port={free_port()}",
+        "--strict-readiness=true",
+        "--log-verbose=0",
+    ]
+    return Server("triton", argv, port, workdir, env)
+
+
+def wait_model_ready(port: int, model: str, timeout: float = 120.0) -> None:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if client.is_model_ready(model):
+                return
+        except InferenceServerException:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"Triton model {model} not ready after {timeout:g} s")
