@@ -76,6 +76,24 @@ class Detections:
             return cls(z["frames"].tolist(), [b.reshape(-1, 5) for b in boxes], str(z["model_version"]))
 
 
+def merge_detections(parts: list[Detections]) -> Detections:
+    """One clip's detections from batches detected apart (any order); frames must not repeat."""
+    pairs = sorted((f, b) for part in parts for f, b in zip(part.frames, part.boxes, strict=True))
+    frames = [f for f, _ in pairs]
+    if len(set(frames)) != len(frames):
+        raise ValueError("a frame was detected in two batches")
+    versions = {p.model_version for p in parts}
+    if len(versions) > 1:
+        raise ValueError(f"batches come from different models: {sorted(versions)}")
+    return Detections(frames, [b for _, b in pairs], versions.pop() if versions else "")
+
+
+def batches_of(frames: list[int], size: int) -> list[list[int]]:
+    """Fan-out batches; sizes that are multiples of the detector batch keep its inner batches (and so its
+    floating-point results) identical to one in-process pass over all frames."""
+    return [frames[i : i + size] for i in range(0, len(frames), size)]
+
+
 def read_frame(frame_dir: Path, frame: int) -> np.ndarray:
     path = frame_dir / rawframe_name(frame)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)

@@ -1,0 +1,34 @@
+"""Getting artifacts into local files for a stage function, once per content digest."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from avaforge.archive import unpack_dir
+from avaforge.storage import ArtifactRef, ArtifactStore
+
+
+class LocalCache:
+    def __init__(self, store: ArtifactStore, root: Path) -> None:
+        self.store = store
+        self.root = root
+
+    def folder(self, ref: ArtifactRef) -> Path:
+        """A tar artifact (e.g. rawframes) unpacked; reused while its digest is the same."""
+        target = self.root / "dirs" / ref.digest
+        if not target.is_dir():
+            tmp = target.with_name(f".{ref.digest}.partial")
+            shutil.rmtree(tmp, ignore_errors=True)
+            unpack_dir(self.store.get(ref), tmp, f"{ref.bucket}/{ref.key}")
+            tmp.replace(target)
+        return target
+
+    def file(self, ref: ArtifactRef, suffix: str = "") -> Path:
+        target = self.root / "files" / f"{ref.digest}{suffix}"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.partial")
+            tmp.write_bytes(self.store.get(ref))
+            tmp.replace(target)
+        return target

@@ -1,0 +1,43 @@
+"""Job records in JetStream KV: one key per fact, so concurrent workers never overwrite each other.
+
+Keys (dots separate, all under the job id):
+  <job>                     the job spec and its terminal state (gateway)
+  <job>.clip.<clip>         ClipInfo + FramesInfo + rawframes/clip artifacts (ingest)
+  <job>.det.<clip>.<i>      detections of fan-out batch i of the clip (detector)
+  <job>.track.<clip>        detections + tracks artifacts (tracker)
+  <job>.prop.<clip>         proposals artifact (proposals)
+  <job>.via.<clip>          VIA project + zip artifacts (via)
+  <job>.labels.<clip>       imported labels artifact (via import)
+  <job>.dataset             dataset tar artifact (dataset build)
+  <job>.error               the stage error that failed the job
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from avaforge.queue import WorkQueue
+
+
+async def put(queue: WorkQueue, key: str, value: dict[str, Any]) -> None:
+    await queue.jobs.put(key, json.dumps(value, sort_keys=True).encode())
+
+
+async def get(queue: WorkQueue, key: str) -> dict[str, Any] | None:
+    import nats.js.errors
+
+    try:
+        entry = await queue.jobs.get(key)
+    except nats.js.errors.KeyNotFoundError:
+        return None
+    return json.loads(entry.value) if entry.value else None
+
+
+async def keys(queue: WorkQueue, prefix: str) -> list[str]:
+    import nats.js.errors
+
+    try:
+        return sorted(k for k in await queue.jobs.keys() if k.startswith(prefix))
+    except nats.js.errors.NoKeysError:
+        return []

@@ -1,0 +1,199 @@
+"""Queue workers of the stage services (ingest, detect, track, proposals, via): each takes a work item,
+fetches its input artifacts, calls the same stage function as the embedded runner, stores the outputs,
+records them in the job's KV keys, and enqueues what comes next. Detection fans out in batches; the
+tracker starts when every batch of a clip is in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from avaforge.archive import pack_dir
+from avaforge.detection import Detector, make_detector
+from avaforge.formats.actions import ActionList
+from avaforge.formats.ava_csv import video_id_from_filename
+from avaforge.formats.proposals import dumps as dump_proposals
+from avaforge.queue import WorkQueue
+from avaforge.settings import PipelineSettings
+from avaforge.stages import detect, frames, ingest, proposals, track, via_export
+from avaforge.stages.detect import Detections
+from avaforge.stages.frames import FramesInfo
+from avaforge.stages.ingest import ClipInfo
+from avaforge.stages.track import Tracks
+from avaforge.storage import ArtifactRef, ArtifactStore
+from avaforge.tracking.embedder import Embedder, make_embedder
+from avaforge.video.probe import probe_video
+from services.common import jobs
+from services.common.artifacts import LocalCache
+
+FANOUT = 32  # frames per detect item: a multiple of the detector batch (8), see detect.batches_of
+
+
+def _ref(d: dict[str, Any]) -> ArtifactRef:
+    return ArtifactRef(**d)
+
+
+@dataclass
+class Context:
+    queue: WorkQueue
+    store: ArtifactStore
+    cache: LocalCache
+    _detectors: dict[str, Detector]
+    _embedders: dict[str, Embedder]
+
+    @classmethod
+    def create(cls, queue: WorkQueue, store: ArtifactStore, cache_dir: Path) -> Context:
+        return cls(queue, store, LocalCache(store, cache_dir), {}, {})
+
+    def detector(self, s: PipelineSettings) -> Detector:
+        key = json.dumps(vars(s.detect), sort_keys=True)
+        if key not in self._detectors:
+            self._detectors[key] = make_detector(s.detect)
+        return self._detectors[key]
+
+    def embedder(self, s: PipelineSettings) -> Embedder:
+        if s.track.embedder not in self._embedders:
+            self._embedders[s.track.embedder] = make_embedder(s.track.embedder)
+        return self._embedders[s.track.embedder]
+
+
+def _common(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: payload[k] for k in ("job", "settings", "actions")}
+
+
+async def ingest_item(ctx: Context, p: dict[str, Any]) -> None:
+    settings = PipelineSettings.from_dict(p["settings"])
+    video_id = video_id_from_filename(p["filename"])
+    src = await asyncio.to_thread(ctx.cache.file, _ref(p["video"]), Path(p["filename"]).suffix[:16])
+    info = await asyncio.to_thread(probe_video, src)
+    for spec in ingest.plan_clips(info, settings.cut.plan, video_id):
+        with tempfile.TemporaryDirectory() as tmp:
+            clip, finfo = await asyncio.to_thread(
+                frames.cut_with_frames,
+                src,
+                spec,
+                Path(tmp) / "clip.mp4",
+                Path(tmp) / "rawframes",
+                settings.cut,
+                settings.frames,
+                settings.schedule,
+            )
+            rawframes = ctx.store.put(
+                "rawframes", await asyncio.to_thread(pack_dir, Path(tmp) / "rawframes"), ".tar"
+            )
+            clip_video = ctx.store.put("clips", (Path(tmp) / "clip.mp4").read_bytes(), ".mp4")
+        job, cid = p["job"], clip.clip_id
+        await jobs.put(
+            ctx.queue,
+            f"{job}.clip.{cid}",
+            {
+                "clip": clip.to_dict(),
+                "frames": finfo.to_dict(),
+                "rawframes": rawframes.to_dict(),
+                "video": clip_video.to_dict(),
+            },
+        )
+        todo = detect.frames_to_detect(finfo.num_frames, settings.detect.tracking_fps, finfo.keyframe_seconds)
+        parts = detect.batches_of(todo, FANOUT)
+        for i, part in enumerate(parts):
+            await ctx.queue.submit(
+                "detect",
+                {
+                    **_common(p),
+                    "clip_id": cid,
+                    "rawframes": rawframes.to_dict(),
+                    "frames": part,
+                    "batch": i,
+                    "batches": len(parts),
+                },
+                msg_id=f"{job}.{cid}.det.{i}",
+            )
+
+
+async def detect_item(ctx: Context, p: dict[str, Any]) -> None:
+    settings = PipelineSettings.from_dict(p["settings"])
+    folder = await asyncio.to_thread(ctx.cache.folder, _ref(p["rawframes"]))
+    dets = await asyncio.to_thread(
+        detect.detect_clip, folder, p["frames"], ctx.detector(settings), settings.detect.batch
+    )
+    ref = ctx.store.put("detections", dets.to_bytes(), ".npz")
+    job, cid = p["job"], p["clip_id"]
+    await jobs.put(ctx.queue, f"{job}.det.{cid}.{p['batch']:05d}", ref.to_dict())
+    if len(await jobs.keys(ctx.queue, f"{job}.det.{cid}.")) == p["batches"]:
+        await ctx.queue.submit("track", {**_common(p), "clip_id": cid}, msg_id=f"{job}.{cid}.track")
+
+
+async def track_item(ctx: Context, p: dict[str, Any]) -> None:
+    settings = PipelineSettings.from_dict(p["settings"])
+    job, cid = p["job"], p["clip_id"]
+    record = await jobs.get(ctx.queue, f"{job}.clip.{cid}")
+    assert record is not None
+    parts = [
+        Detections.load(io.BytesIO(ctx.store.get(_ref(await jobs.get(ctx.queue, k)))))  # type: ignore[arg-type]
+        for k in await jobs.keys(ctx.queue, f"{job}.det.{cid}.")
+    ]
+    dets = detect.merge_detections(parts)
+    dets_ref = ctx.store.put("detections", dets.to_bytes(), ".npz")
+    folder = await asyncio.to_thread(ctx.cache.folder, _ref(record["rawframes"]))
+    fps = 30 / detect.detection_stride(settings.detect.tracking_fps)
+    tracks = await asyncio.to_thread(
+        track.track_clip, folder, dets, settings.track, fps, ctx.embedder(settings)
+    )
+    tracks_ref = ctx.store.put("tracks", tracks.to_bytes(), ".json")
+    await jobs.put(
+        ctx.queue, f"{job}.track.{cid}", {"detections": dets_ref.to_dict(), "tracks": tracks_ref.to_dict()}
+    )
+    for stage in ("proposals", "via"):
+        await ctx.queue.submit(stage, {**_common(p), "clip_id": cid}, msg_id=f"{job}.{cid}.{stage}")
+
+
+async def proposals_item(ctx: Context, p: dict[str, Any]) -> None:
+    settings = PipelineSettings.from_dict(p["settings"])
+    job, cid = p["job"], p["clip_id"]
+    record = await jobs.get(ctx.queue, f"{job}.clip.{cid}")
+    tr = await jobs.get(ctx.queue, f"{job}.track.{cid}")
+    assert record is not None and tr is not None
+    dets = Detections.load(io.BytesIO(ctx.store.get(_ref(tr["detections"]))))
+    props = proposals.build_proposals(FramesInfo.from_dict(record["frames"]), dets, settings.proposals)
+    ref = ctx.store.put("proposals", dump_proposals(props), ".pkl")
+    await jobs.put(ctx.queue, f"{job}.prop.{cid}", ref.to_dict())
+
+
+async def via_item(ctx: Context, p: dict[str, Any]) -> None:
+    settings = PipelineSettings.from_dict(p["settings"])
+    actions = ActionList.from_obj(p["actions"])
+    job, cid = p["job"], p["clip_id"]
+    record = await jobs.get(ctx.queue, f"{job}.clip.{cid}")
+    tr = await jobs.get(ctx.queue, f"{job}.track.{cid}")
+    assert record is not None and tr is not None
+    finfo = FramesInfo.from_dict(record["frames"])
+    tracks = Tracks.load(ctx.cache.file(_ref(tr["tracks"]), ".json"))
+    folder = await asyncio.to_thread(ctx.cache.folder, _ref(record["rawframes"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = via_export.export_via(
+            finfo, via_export.keyframes_for_via(finfo, tracks, settings.via), actions, folder, Path(tmp)
+        )
+        project = ctx.store.put("via", out.project.read_bytes(), ".via3.json")
+        archive = ctx.store.put("via", out.archive.read_bytes(), ".zip")
+    await jobs.put(
+        ctx.queue, f"{job}.via.{cid}", {"project": project.to_dict(), "archive": archive.to_dict()}
+    )
+
+
+HANDLERS = {
+    "ingest": ingest_item,
+    "detect": detect_item,
+    "track": track_item,
+    "proposals": proposals_item,
+    "via": via_item,
+}
+
+
+def clip_info(record: dict[str, Any]) -> ClipInfo:
+    return ClipInfo.from_dict(record["clip"])

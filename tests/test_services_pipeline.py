@@ -1,0 +1,101 @@
+"""The stage services as queue workers on real nats-server + S3: one video through ingest, detection fanned
+out over two detector workers, tracking, proposals and VIA export gives the embedded runner's bytes."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from avaforge.archive import pack_dir
+from avaforge.devstack.servers import nats_server
+from avaforge.formats.actions import ActionList
+from avaforge.queue import RetryPolicy, WorkQueue
+from avaforge.runner import prepare
+from avaforge.settings import PipelineSettings
+from avaforge.storage import ArtifactRef
+from services.common import jobs
+from services.pipeline_workers import HANDLERS, Context
+
+pytestmark = pytest.mark.slow
+ACTIONS = {"groups": {"body": ["stand", "walk"], "hands": ["wave"]}}
+POLICY = RetryPolicy(max_deliver=3, backoff_s=(0.2,), ack_wait_s=120)
+
+
+def test_queue_workers_produce_the_embedded_runners_bytes(s3, videos: Path, tmp_path: Path) -> None:
+    _, store = s3
+    nats = nats_server(tmp_path / "nats").start()
+    video = videos / "basketball_2p_29.97fps_10s.mp4"
+    cid = "basketball_2p_29.97fps_10s"
+    settings = PipelineSettings()
+
+    async def main() -> dict:
+        url = f"nats://127.0.0.1:{nats.port}"
+        queue = await WorkQueue.connect(url)
+        ctx = Context.create(queue, store, tmp_path / "cache")
+        stop = asyncio.Event()
+        workers = []
+        for stage, count in (("ingest", 1), ("detect", 2), ("track", 1), ("proposals", 1), ("via", 1)):
+            for _ in range(count):
+                q = await WorkQueue.connect(url)
+                workers.append(
+                    (
+                        q,
+                        asyncio.create_task(
+                            q.work(
+                                stage,
+                                lambda p, s=stage: HANDLERS[s](ctx, p),
+                                stop,
+                                POLICY,
+                                fetch_timeout_s=0.2,
+                            )
+                        ),
+                    )
+                )
+        ref = store.put("videos", video.read_bytes(), ".mp4")
+        await queue.submit(
+            "ingest",
+            {
+                "job": "job1",
+                "video": ref.to_dict(),
+                "filename": video.name,
+                "settings": settings.to_dict(),
+                "actions": ACTIONS,
+            },
+            msg_id="job1.ingest",
+        )
+        for _ in range(600):
+            if await jobs.get(queue, f"job1.via.{cid}") and await jobs.get(queue, f"job1.prop.{cid}"):
+                break
+            await asyncio.sleep(0.2)
+        stop.set()
+        counts = [await task for _, task in workers]
+        records = {k: await jobs.get(queue, k) for k in await jobs.keys(queue, "job1.")}
+        for q, _ in workers:
+            await q.close()
+        await queue.close()
+        return {"counts": counts, "records": records}
+
+    try:
+        result = asyncio.run(asyncio.wait_for(main(), 300))
+    finally:
+        nats.stop()
+    records = result["records"]
+    assert len([k for k in records if k.startswith(f"job1.det.{cid}.")]) == 4  # 100 frames in batches of 32
+    assert result["counts"][1] > 0 and result["counts"][2] > 0  # both detector workers took batches
+
+    work = tmp_path / "embedded"
+    prepare([video], ActionList.from_obj(ACTIONS), work, settings)
+    clip = work / "clips" / cid
+
+    def fetched(d: dict) -> bytes:
+        return store.get(ArtifactRef(**d))
+
+    assert fetched(records[f"job1.clip.{cid}"]["rawframes"]) == pack_dir(clip / "rawframes")
+    assert fetched(records[f"job1.track.{cid}"]["detections"]) == (clip / "detections.npz").read_bytes()
+    assert fetched(records[f"job1.track.{cid}"]["tracks"]) == (clip / "tracks.json").read_bytes()
+    assert fetched(records[f"job1.prop.{cid}"]) == (clip / "proposals.pkl").read_bytes()
+    assert (
+        fetched(records[f"job1.via.{cid}"]["project"])
+        == (work / "via" / cid / f"{cid}.via3.json").read_bytes()
+    )
+    assert fetched(records[f"job1.via.{cid}"]["archive"]) == (work / "via" / f"{cid}.zip").read_bytes()
