@@ -99,3 +99,105 @@ def test_queue_workers_produce_the_embedded_runners_bytes(s3, videos: Path, tmp_
         == (work / "via" / cid / f"{cid}.via3.json").read_bytes()
     )
     assert fetched(records[f"job1.via.{cid}"]["archive"]) == (work / "via" / f"{cid}.zip").read_bytes()
+
+
+def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tmp_path: Path) -> None:
+    """Two detector worker processes; one is SIGKILLed while the clip's batches are being detected. Its
+    unacknowledged item goes to the other after ack_wait; the job completes with every batch once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    server, store = s3
+    nats = nats_server(tmp_path / "nats").start()
+    env = {
+        **os.environ,
+        "AVAFORGE_NATS_URL": f"nats://127.0.0.1:{nats.port}",
+        "AVAFORGE_S3_ENDPOINT": f"127.0.0.1:{server.port}",
+        "AVAFORGE_S3_ACCESS_KEY": store_creds()[0],
+        "AVAFORGE_S3_SECRET_KEY": store_creds()[1],
+        "AVAFORGE_S3_BUCKET": store.bucket,
+        "AVAFORGE_ACK_WAIT_S": "4",
+        "AVAFORGE_METRICS_PORT": "0",
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "services.worker", "detect"], env=env, cwd=REPO, start_new_session=True
+        )
+        for _ in range(2)
+    ]
+    video = videos / "basketball_2p_29.97fps_10s.mp4"
+    cid = "basketball_2p_29.97fps_10s"
+
+    async def main() -> dict:
+        url = env["AVAFORGE_NATS_URL"]
+        queue = await WorkQueue.connect(url)
+        ctx = Context.create(queue, store, tmp_path / "cache")
+        stop = asyncio.Event()
+        tasks = []
+        for stage in ("ingest", "track", "proposals", "via"):
+            q = await WorkQueue.connect(url)
+            tasks.append(
+                (
+                    q,
+                    asyncio.create_task(
+                        q.work(
+                            stage, lambda p, s=stage: HANDLERS[s](ctx, p), stop, POLICY, fetch_timeout_s=0.2
+                        )
+                    ),
+                )
+            )
+        ref = store.put("videos", video.read_bytes(), ".mp4")
+        await queue.submit(
+            "ingest",
+            {
+                "job": "job2",
+                "video": ref.to_dict(),
+                "filename": video.name,
+                "settings": PipelineSettings().to_dict(),
+                "actions": ACTIONS,
+            },
+            msg_id="job2.ingest",
+        )
+        killed = False
+        for _ in range(1500):
+            if not killed and await jobs.keys(queue, f"job2.det.{cid}."):
+                os.killpg(procs[0].pid, signal.SIGKILL)  # mid-job: the other batches are still being detected
+                killed = True
+            if await jobs.get(queue, f"job2.prop.{cid}") and await jobs.get(queue, f"job2.via.{cid}"):
+                break
+            await asyncio.sleep(0.2)
+        stop.set()
+        for q, task in tasks:
+            await task
+            await q.close()
+        records = {k: await jobs.get(queue, k) for k in await jobs.keys(queue, "job2.")}
+        await queue.close()
+        return records
+
+    try:
+        records = asyncio.run(asyncio.wait_for(main(), 300))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait(30)
+        nats.stop()
+    assert procs[0].returncode == -signal.SIGKILL
+    assert sorted(k for k in records if k.startswith(f"job2.det.{cid}.")) == [
+        f"job2.det.{cid}.{i:05d}" for i in range(4)
+    ]
+    work = tmp_path / "embedded"
+    prepare([video], ActionList.from_obj(ACTIONS), work, PipelineSettings())
+    got = store.get(ArtifactRef(**records[f"job2.prop.{cid}"]))
+    assert got == (work / "clips" / cid / "proposals.pkl").read_bytes()  # no keyframe lost, none twice
+
+
+def store_creds() -> tuple[str, str]:
+    from tests.conftest import CREDS
+
+    return CREDS.access_key, CREDS.secret_key
+
+
+REPO = Path(__file__).resolve().parents[1]
