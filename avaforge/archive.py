@@ -40,3 +40,36 @@ def unpack_dir(data: bytes, folder: str | Path, where: str = "archive") -> list[
     except tarfile.TarError as exc:
         raise FormatError(f"not a tar archive: {exc}", where) from None
     return names
+
+
+def pack_tree(root: str | Path) -> bytes:
+    """A whole folder tree (e.g. a dataset) as a deterministic tar of relative paths."""
+    root = Path(root)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            info = tarfile.TarInfo(path.relative_to(root).as_posix())
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def unpack_tree(data: bytes, root: str | Path, where: str = "archive") -> int:
+    """Extract a ``pack_tree`` archive; refuses links and paths that leave ``root``."""
+    root = Path(root).resolve()
+    count = 0
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for member in tar.getmembers():
+                target = (root / member.name).resolve()
+                if not member.isfile() or not target.is_relative_to(root):
+                    raise FormatError(f"unsafe entry {member.name!r}", where)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tar.extractfile(member)
+                assert src is not None
+                target.write_bytes(src.read())
+                count += 1
+    except tarfile.TarError as exc:
+        raise FormatError(f"not a tar archive: {exc}", where) from None
+    return count

@@ -127,6 +127,7 @@ class WorkQueue:
         stop: asyncio.Event,
         policy: RetryPolicy | None = None,
         fetch_timeout_s: float = 0.5,
+        on_dead: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> int:
         """Process items of ``stage`` until ``stop`` is set; returns how many were acked.
 
@@ -158,21 +159,30 @@ class WorkQueue:
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
-                done += await self._handle(stage, msg, handler, policy)
+                done += await self._handle(stage, msg, handler, policy, on_dead)
         await sub.unsubscribe()
         return done
 
-    async def _handle(self, stage: str, msg: Any, handler: Handler, policy: RetryPolicy) -> int:
+    async def _handle(
+        self,
+        stage: str,
+        msg: Any,
+        handler: Handler,
+        policy: RetryPolicy,
+        on_dead: Callable[[dict[str, Any]], Awaitable[None]] | None,
+    ) -> int:
         delivered = msg.metadata.num_delivered
         payload = json.loads(msg.data)
         try:
             await handler(payload)
         except FormatError as exc:
-            await self._dead(stage, msg, payload, str(exc), delivered, poison=True)
+            await self._dead(stage, msg, payload, str(exc), delivered, True, on_dead)
             return 0
         except Exception as exc:
             if delivered >= policy.max_deliver:
-                await self._dead(stage, msg, payload, f"{type(exc).__name__}: {exc}", delivered, poison=False)
+                await self._dead(
+                    stage, msg, payload, f"{type(exc).__name__}: {exc}", delivered, False, on_dead
+                )
             else:
                 log.warning(
                     "%s item failed (delivery %d/%d), retrying: %s", stage, delivered, policy.max_deliver, exc
@@ -183,7 +193,14 @@ class WorkQueue:
         return 1
 
     async def _dead(
-        self, stage: str, msg: Any, payload: dict[str, Any], error: str, delivered: int, poison: bool
+        self,
+        stage: str,
+        msg: Any,
+        payload: dict[str, Any],
+        error: str,
+        delivered: int,
+        poison: bool,
+        on_dead: Callable[[dict[str, Any]], Awaitable[None]] | None,
     ) -> None:
         record = {
             "stage": stage,
@@ -193,5 +210,7 @@ class WorkQueue:
             "poison": poison,
         }
         await self.js.publish(dead_subject(stage), json.dumps(record, sort_keys=True).encode())
+        if on_dead is not None:
+            await on_dead(record)
         await msg.term()
         log.error("%s item dead-lettered after %d deliveries: %s", stage, delivered, error)

@@ -14,18 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avaforge.archive import pack_dir
+from avaforge.archive import pack_dir, pack_tree
 from avaforge.detection import Detector, make_detector
 from avaforge.formats.actions import ActionList
 from avaforge.formats.ava_csv import video_id_from_filename
 from avaforge.formats.proposals import dumps as dump_proposals
+from avaforge.formats.proposals import read_proposals
 from avaforge.queue import WorkQueue
+from avaforge.report import write_report
 from avaforge.settings import PipelineSettings
-from avaforge.stages import detect, frames, ingest, proposals, track, via_export
+from avaforge.stages import dataset, detect, frames, ingest, proposals, track, via_export, via_import
 from avaforge.stages.detect import Detections
 from avaforge.stages.frames import FramesInfo
 from avaforge.stages.ingest import ClipInfo
 from avaforge.stages.track import Tracks
+from avaforge.stages.via_import import ClipLabels
 from avaforge.storage import ArtifactRef, ArtifactStore
 from avaforge.tracking.embedder import Embedder, make_embedder
 from avaforge.video.probe import probe_video
@@ -114,6 +117,7 @@ async def ingest_item(ctx: Context, p: dict[str, Any]) -> None:
                 },
                 msg_id=f"{job}.{cid}.det.{i}",
             )
+    await jobs.put(ctx.queue, f"{p['job']}.ingested.{p.get('index', 0):04d}", {"filename": p["filename"]})
 
 
 async def detect_item(ctx: Context, p: dict[str, Any]) -> None:
@@ -186,13 +190,77 @@ async def via_item(ctx: Context, p: dict[str, Any]) -> None:
     )
 
 
+async def via_import_item(ctx: Context, p: dict[str, Any]) -> None:
+    settings = PipelineSettings.from_dict(p["settings"])
+    actions = ActionList.from_obj(p["actions"])
+    job, cid = p["job"], p["clip_id"]
+    record = await jobs.get(ctx.queue, f"{job}.clip.{cid}")
+    tr = await jobs.get(ctx.queue, f"{job}.track.{cid}")
+    assert record is not None and tr is not None
+    tracks = Tracks.load(ctx.cache.file(_ref(tr["tracks"]), ".json"))
+    labels = via_import.import_project(
+        ctx.store.get(_ref(p["finished"])),
+        p.get("name", "finished project"),
+        FramesInfo.from_dict(record["frames"]),
+        tracks,
+        actions,
+        settings.imports,
+    )
+    ref = ctx.store.put("labels", labels.to_bytes(), ".json")
+    await jobs.put(
+        ctx.queue, f"{job}.labels.{cid}", {"labels": ref.to_dict(), "unlabelled": labels.unlabelled}
+    )
+
+
+async def dataset_item(ctx: Context, p: dict[str, Any]) -> None:
+    settings = PipelineSettings.from_dict(p["settings"])
+    actions = ActionList.from_obj(p["actions"])
+    job = p["job"]
+    bundles = []
+    for key in await jobs.keys(ctx.queue, f"{job}.labels."):
+        cid = key.rsplit(".labels.", 1)[1]
+        record = await jobs.get(ctx.queue, f"{job}.clip.{cid}")
+        labels = await jobs.get(ctx.queue, key)
+        props = await jobs.get(ctx.queue, f"{job}.prop.{cid}")
+        assert record is not None and labels is not None and props is not None
+        folder = await asyncio.to_thread(ctx.cache.folder, _ref(record["rawframes"]))
+        bundles.append(
+            dataset.ClipBundle(
+                ClipInfo.from_dict(record["clip"]),
+                FramesInfo.from_dict(record["frames"]),
+                folder,
+                read_proposals(ctx.cache.file(_ref(props), ".pkl")),
+                ClipLabels.load(ctx.cache.file(_ref(labels["labels"]), ".json")),
+            )
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        result = await asyncio.to_thread(
+            dataset.build_dataset, bundles, actions, settings.dataset, Path(tmp) / "dataset"
+        )
+        await asyncio.to_thread(write_report, result.out)
+        ref = ctx.store.put("datasets", await asyncio.to_thread(pack_tree, result.out), ".tar")
+    await jobs.put(ctx.queue, f"{job}.dataset", {"dataset": ref.to_dict(), "summary": result.summary})
+
+
 HANDLERS = {
     "ingest": ingest_item,
     "detect": detect_item,
     "track": track_item,
     "proposals": proposals_item,
     "via": via_item,
+    "via_import": via_import_item,
+    "dataset": dataset_item,
 }
+
+
+async def record_failure(queue: WorkQueue, dead: dict[str, Any]) -> None:
+    """A dead-lettered item fails its job with the stage's error message."""
+    job = dead.get("payload", {}).get("job")
+    if job:
+        where = dead["payload"].get("filename") or dead["payload"].get("clip_id") or ""
+        await jobs.put(
+            queue, f"{job}.error", {"stage": dead["stage"], "message": dead["error"], "where": where}
+        )
 
 
 def clip_info(record: dict[str, Any]) -> ClipInfo:

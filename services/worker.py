@@ -21,7 +21,7 @@ from prometheus_client import start_http_server
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.storage import S3Store
 from services.common.server import Metrics, configure_logging
-from services.pipeline_workers import HANDLERS, Context
+from services.pipeline_workers import HANDLERS, Context, record_failure
 
 
 async def run(stages: list[str]) -> int:
@@ -62,7 +62,12 @@ async def run(stages: list[str]) -> int:
         return handle
 
     log.info(f"worker for {stages} started")
-    done = await asyncio.gather(*(queue.work(stage, handler(stage), stop, policy) for stage in stages))
+    done = await asyncio.gather(
+        *(
+            queue.work(stage, handler(stage), stop, policy, on_dead=lambda d: record_failure(queue, d))
+            for stage in stages
+        )
+    )
     await queue.close()
     log.info(f"worker stopped after {sum(done)} items")
     return 0

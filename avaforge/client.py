@@ -1,0 +1,90 @@
+"""A small Python client of the gateway, for scripts and the CLI's ``--server`` mode."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from avaforge.archive import unpack_tree
+from avaforge.formats.actions import ActionList
+from avaforge.settings import PipelineSettings
+from avaforge.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+
+CHUNK = 1 << 20
+
+
+class GatewayClient:
+    def __init__(self, target: str, timeout_s: float = 600.0) -> None:
+        self.channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20)])
+        self.stub = gateway_pb2_grpc.GatewayServiceStub(self.channel)
+        self.timeout_s = timeout_s
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def upload_video(self, path: str | Path, name: str | None = None) -> common_pb2.ArtifactRef:
+        data = Path(path).read_bytes()
+
+        def chunks() -> Iterator[gateway_pb2.UploadChunk]:
+            yield gateway_pb2.UploadChunk(filename=name or Path(path).name, data=data[:CHUNK])
+            for i in range(CHUNK, len(data), CHUNK):
+                yield gateway_pb2.UploadChunk(data=data[i : i + CHUNK])
+
+        return self.stub.UploadVideo(chunks(), timeout=self.timeout_s)
+
+    def submit(
+        self,
+        videos: list[str | Path],
+        actions: ActionList | dict[str, Any],
+        settings: PipelineSettings | None = None,
+    ) -> common_pb2.Job:
+        refs = [self.upload_video(v) for v in videos]
+        actions_obj = actions.to_dict() if isinstance(actions, ActionList) else actions
+        return self.stub.SubmitJob(
+            gateway_pb2.SubmitJobRequest(
+                videos=refs,
+                filenames=[Path(v).name for v in videos],
+                actions_json=json.dumps(actions_obj),
+                settings_json=json.dumps((settings or PipelineSettings()).to_dict()),
+            ),
+            timeout=self.timeout_s,
+        )
+
+    def get(self, job_id: str) -> common_pb2.Job:
+        return self.stub.GetJob(gateway_pb2.GetJobRequest(job_id=job_id), timeout=self.timeout_s)
+
+    def watch(self, job_id: str) -> Iterator[common_pb2.Job]:
+        yield from self.stub.WatchJob(gateway_pb2.GetJobRequest(job_id=job_id), timeout=self.timeout_s)
+
+    def wait(self, job_id: str, *states: int) -> common_pb2.Job:
+        """Follow the job until it reaches one of ``states`` (or fails): the last state seen."""
+        wanted = set(states) | {common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED}
+        for job in self.watch(job_id):
+            if job.state in wanted:
+                return job
+        return self.get(job_id)
+
+    def download_via(self, job_id: str, clip_id: str, dest: str | Path) -> Path:
+        chunks = self.stub.DownloadViaArchive(
+            gateway_pb2.DownloadViaArchiveRequest(job_id=job_id, clip_id=clip_id), timeout=self.timeout_s
+        )
+        Path(dest).write_bytes(b"".join(c.data for c in chunks))
+        return Path(dest)
+
+    def upload_finished(self, job_id: str, project: str | Path) -> common_pb2.Job:
+        return self.stub.UploadFinishedProject(
+            gateway_pb2.UploadFinishedProjectRequest(job_id=job_id, project=Path(project).read_bytes()),
+            timeout=self.timeout_s,
+        )
+
+    def build(self, job_id: str) -> common_pb2.Job:
+        return self.stub.BuildDataset(gateway_pb2.GetJobRequest(job_id=job_id), timeout=self.timeout_s)
+
+    def download_dataset(self, job_id: str, dest: str | Path) -> Path:
+        chunks = self.stub.DownloadDataset(gateway_pb2.GetJobRequest(job_id=job_id), timeout=self.timeout_s)
+        unpack_tree(b"".join(c.data for c in chunks), dest, f"dataset of job {job_id}")
+        return Path(dest)

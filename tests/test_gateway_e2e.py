@@ -1,0 +1,152 @@
+"""End to end over gRPC with real nats-server + S3: submit two shared videos, get VIA projects, upload the
+autolabelled finished projects, build, download the dataset: its AVA files and rawframes are byte-identical
+to the embedded runner's on the same input and settings. Bad requests get clear status codes."""
+
+import asyncio
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+
+from avaforge.client import GatewayClient
+from avaforge.devstack.servers import nats_server
+from avaforge.formats.actions import ActionList
+from avaforge.queue import RetryPolicy, WorkQueue
+from avaforge.runner import autolabel_workdir, build, import_finished, prepare
+from avaforge.settings import PipelineSettings
+from avaforge.v1 import common_pb2, gateway_pb2
+from services.gateway.__main__ import start
+from services.pipeline_workers import HANDLERS, Context, record_failure
+
+pytestmark = pytest.mark.slow
+ACTIONS = {"groups": {"body": ["stand", "walk"], "hands": ["wave"]}}
+VIDEOS = ("basketball_2p_29.97fps_10s.mp4", "armwrestling_crowd_28fps_10s.mp4")
+POLICY = RetryPolicy(max_deliver=3, backoff_s=(0.2,), ack_wait_s=120)
+
+
+@pytest.fixture(scope="module")
+def stack(s3, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    _, store = s3
+    tmp = tmp_path_factory.mktemp("gateway")
+    nats = nats_server(tmp / "nats").start()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    state: dict = {}
+
+    async def serve() -> None:
+        url = f"nats://127.0.0.1:{nats.port}"
+        queue = await WorkQueue.connect(url)
+        ctx = Context.create(queue, store, tmp / "cache")
+        state["stop"] = asyncio.Event()
+        tasks = []
+        for stage in HANDLERS:
+            q = await WorkQueue.connect(url)
+            tasks.append(
+                asyncio.create_task(
+                    q.work(
+                        stage,
+                        lambda p, s=stage: HANDLERS[s](ctx, p),
+                        state["stop"],
+                        POLICY,
+                        0.2,
+                        on_dead=lambda d: record_failure(queue, d),
+                    )
+                )
+            )
+        server, port = await start(queue, store, 0, max_upload_mb=3)
+        state["port"] = port
+        ready.set()
+        await state["stop"].wait()
+        await asyncio.gather(*tasks)
+        await server.stop(1)
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
+    thread.start()
+    assert ready.wait(60)
+    client = GatewayClient(f"127.0.0.1:{state['port']}", timeout_s=300)
+    yield client, tmp
+    client.close()
+    loop.call_soon_threadsafe(state["stop"].set)
+    thread.join(60)
+    nats.stop()
+
+
+def test_submit_label_build_download_matches_embedded(stack, videos: Path) -> None:
+    client, tmp = stack
+    inputs = [videos / v for v in VIDEOS]
+    job = client.submit(inputs, ACTIONS)
+    job = client.wait(job.job_id, common_pb2.JOB_STATE_AWAITING_LABELS)
+    assert job.state == common_pb2.JOB_STATE_AWAITING_LABELS, job
+    assert sorted(c.clip_id for c in job.clips) == sorted(Path(v).stem for v in VIDEOS)
+    zip_path = client.download_via(job.job_id, job.clips[0].clip_id, tmp / "via.zip")
+    assert zip_path.stat().st_size > 10_000
+
+    work = tmp / "embedded"  # the same input through the embedded runner
+    prepare(inputs, ActionList.from_obj(ACTIONS), work, PipelineSettings())
+    for project in autolabel_workdir(work):
+        client.upload_finished(job.job_id, project)
+    import_finished(work, autolabel_workdir(work))
+    embedded = build(work, tmp / "embedded_dataset").out
+    deadline = 0
+    while len([p for p in client.get(job.job_id).progress if p.stage == "import" and p.done == 2]) == 0:
+        deadline += 1
+        assert deadline < 600
+        __import__("time").sleep(0.2)
+    client.build(job.job_id)
+    done = client.wait(job.job_id, common_pb2.JOB_STATE_SUCCEEDED)
+    assert done.state == common_pb2.JOB_STATE_SUCCEEDED, done
+    served = client.download_dataset(job.job_id, tmp / "served_dataset")
+    compared = 0
+    for path in sorted(embedded.rglob("*")):
+        rel = path.relative_to(embedded)
+        if path.is_dir() or rel.parts[0] == "report" or rel.name == "provenance.json":
+            continue  # the report names its folder; provenance marks autolabel's labels as machine-made
+        assert (served / rel).read_bytes() == path.read_bytes(), rel
+        compared += 1
+    assert compared > 600  # 9 annotation files + 600 rawframes
+
+
+def test_bad_requests_get_clear_codes_and_the_gateway_keeps_serving(
+    stack, videos: Path, tmp_path: Path
+) -> None:
+    client, _ = stack
+    with pytest.raises(grpc.RpcError) as exc:
+        client.upload_video(videos / VIDEOS[0], name="../../etc/passwd.mp4")
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    big = tmp_path / "big.mp4"
+    big.write_bytes(b"\0" * (4 << 20))
+    with pytest.raises(grpc.RpcError) as exc:
+        client.upload_video(big)
+    assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    with pytest.raises(grpc.RpcError) as exc:
+        client.get("0123456789ab")
+    assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as exc:
+        client.stub.SubmitJob(
+            gateway_pb2.SubmitJobRequest(
+                videos=[
+                    common_pb2.ArtifactRef(bucket="artifacts", key="videos/none.mp4", digest="0" * 64, size=1)
+                ],
+                filenames=["a.mp4"],
+                actions_json='{"groups": {"b": ["x"]}}',
+            )
+        )
+    assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as exc:
+        client.stub.SubmitJob(
+            gateway_pb2.SubmitJobRequest(
+                videos=[common_pb2.ArtifactRef()], filenames=["a.mp4"], actions_json='{"nope": 1}'
+            )
+        )
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "groups" in exc.value.details()
+    jobs = client.stub.ListJobs(gateway_pb2.ListJobsRequest()).jobs
+    assert jobs  # still serving
+    other = tmp_path / "other.json"
+    other.write_text(
+        '{"project": {"pname": "not_a_clip_of_this_job"}, "config": {}, "attribute": {}, '
+        '"file": {}, "view": {}, "metadata": {}}'
+    )
+    with pytest.raises(grpc.RpcError) as exc:
+        client.upload_finished(jobs[0].job_id, other)
+    assert exc.value.code() == grpc.StatusCode.NOT_FOUND and "not part of job" in exc.value.details()
