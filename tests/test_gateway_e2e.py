@@ -65,7 +65,8 @@ def stack(s3, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     thread.start()
     assert ready.wait(60)
     client = GatewayClient(f"127.0.0.1:{state['port']}", timeout_s=300)
-    yield client, tmp
+    state["nats"] = nats
+    yield client, tmp, state
     client.close()
     loop.call_soon_threadsafe(state["stop"].set)
     thread.join(60)
@@ -73,7 +74,7 @@ def stack(s3, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
 
 
 def test_submit_label_build_download_matches_embedded(stack, videos: Path) -> None:
-    client, tmp = stack
+    client, tmp, _ = stack
     inputs = [videos / v for v in VIDEOS]
     job = client.submit(inputs, ACTIONS)
     job = client.wait(job.job_id, common_pb2.JOB_STATE_AWAITING_LABELS)
@@ -110,7 +111,7 @@ def test_submit_label_build_download_matches_embedded(stack, videos: Path) -> No
 def test_bad_requests_get_clear_codes_and_the_gateway_keeps_serving(
     stack, videos: Path, tmp_path: Path
 ) -> None:
-    client, _ = stack
+    client, _, _ = stack
     with pytest.raises(grpc.RpcError) as exc:
         client.upload_video(videos / VIDEOS[0], name="../../etc/passwd.mp4")
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -150,3 +151,34 @@ def test_bad_requests_get_clear_codes_and_the_gateway_keeps_serving(
     with pytest.raises(grpc.RpcError) as exc:
         client.upload_finished(jobs[0].job_id, other)
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND and "not part of job" in exc.value.details()
+
+
+def test_poison_input_fails_its_job_while_another_job_finishes(stack, videos: Path, tmp_path: Path) -> None:
+    client, _, _ = stack
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video")
+    bad = client.submit([fake], ACTIONS)
+    good = client.submit([videos / "handshake_2p_1080p_2.6s.mp4"], ACTIONS)
+    failed = client.wait(bad.job_id, common_pb2.JOB_STATE_FAILED)
+    assert failed.state == common_pb2.JOB_STATE_FAILED
+    assert failed.error.stage == "ingest" and "not a readable video" in failed.error.message
+    assert failed.error.where == "notes.mp4"
+    assert (
+        client.wait(good.job_id, common_pb2.JOB_STATE_AWAITING_LABELS).state
+        == common_pb2.JOB_STATE_AWAITING_LABELS
+    )
+
+
+def test_nats_restart_mid_job_resumes(stack, videos: Path) -> None:
+    client, _, state = stack
+    job = client.submit([videos / "handshake_2p_1080p_2.6s.mp4"], {"groups": {"body": ["sit", "run"]}})
+    for _ in range(300):  # wait until the job is under way
+        if any(p.done for p in client.get(job.job_id).progress):
+            break
+        __import__("time").sleep(0.1)
+    state["nats"].stop()  # JetStream keeps work items and job facts on disk
+    state["nats"].start()
+    assert (
+        client.wait(job.job_id, common_pb2.JOB_STATE_AWAITING_LABELS).state
+        == common_pb2.JOB_STATE_AWAITING_LABELS
+    )
