@@ -182,3 +182,62 @@ def test_nats_restart_mid_job_resumes(stack, videos: Path) -> None:
         client.wait(job.job_id, common_pb2.JOB_STATE_AWAITING_LABELS).state
         == common_pb2.JOB_STATE_AWAITING_LABELS
     )
+
+
+def test_s3_down_retries_then_fails_the_job_in_bounded_time(videos: Path, tmp_path: Path) -> None:
+    """Workers start after S3 went away: the ingest item is retried, dead-lettered, and the job fails with a
+    message naming the S3 server, within a bounded time."""
+    import time
+
+    from avaforge.devstack.servers import s3_server
+    from avaforge.storage import S3Store, StorageError
+    from tests.conftest import CREDS
+
+    s3 = s3_server(tmp_path / "s3", CREDS).start()
+    store = S3Store(
+        f"127.0.0.1:{s3.port}", CREDS.access_key, CREDS.secret_key, "artifacts", retries=1, timeout_s=1
+    )
+    for _ in range(100):
+        try:
+            store.ensure_bucket()
+            break
+        except StorageError:
+            time.sleep(0.3)
+    nats = nats_server(tmp_path / "nats").start()
+
+    async def main() -> tuple[common_pb2.Job, float]:
+        queue = await WorkQueue.connect(f"nats://127.0.0.1:{nats.port}")
+        server, port = await start(queue, store, 0)
+        client = GatewayClient(f"127.0.0.1:{port}", timeout_s=60)
+        job = await asyncio.to_thread(client.submit, [videos / "handshake_2p_1080p_2.6s.mp4"], ACTIONS)
+        s3.stop()
+        began = time.monotonic()
+        ctx = Context.create(queue, store, tmp_path / "cache")
+        stop = asyncio.Event()
+        worker = asyncio.create_task(
+            queue.work(
+                "ingest",
+                lambda p: HANDLERS["ingest"](ctx, p),
+                stop,
+                POLICY,
+                0.2,
+                on_dead=lambda d: record_failure(queue, d),
+            )
+        )
+        final = await asyncio.to_thread(client.wait, job.job_id, common_pb2.JOB_STATE_AWAITING_LABELS)
+        elapsed = time.monotonic() - began
+        stop.set()
+        await worker
+        client.close()
+        await server.stop(1)
+        await queue.close()
+        return final, elapsed
+
+    try:
+        job, elapsed = asyncio.run(asyncio.wait_for(main(), 120))
+    finally:
+        s3.stop()
+        nats.stop()
+    assert job.state == common_pb2.JOB_STATE_FAILED
+    assert job.error.stage == "ingest" and f"S3 server 127.0.0.1:{s3.port} unreachable" in job.error.message
+    assert elapsed < 60
