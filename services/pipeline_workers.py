@@ -7,8 +7,10 @@ tracker starts when every batch of a clip is in.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +57,15 @@ class Context:
         return cls(queue, store, LocalCache(store, cache_dir), {}, {})
 
     def detector(self, s: PipelineSettings) -> Detector:
-        key = json.dumps(vars(s.detect), sort_keys=True)
+        detect_settings = s.detect
+        if detect_settings.backend == "triton" and os.environ.get("AVAFORGE_TRITON_URL"):
+            # where Triton runs is a fact of the deployment, not of the job
+            detect_settings = dataclasses.replace(
+                detect_settings, triton_url=os.environ["AVAFORGE_TRITON_URL"]
+            )
+        key = json.dumps(vars(detect_settings), sort_keys=True)
         if key not in self._detectors:
-            self._detectors[key] = make_detector(s.detect)
+            self._detectors[key] = make_detector(detect_settings)
         return self._detectors[key]
 
     def embedder(self, s: PipelineSettings) -> Embedder:

@@ -1,7 +1,8 @@
 """``make up`` / ``make down``: the local stack on loopback, state in ``$AVAFORGE_STACK_DIR`` (.stack/).
 
-up    starts nats-server (JetStream), the S3 server and Triton (the person detector from
-      deploy/triton/local), creates the artifact bucket, and writes
+up    starts nats-server (JetStream), the S3 server, Triton (the person detector from deploy/triton/local),
+      the gateway (AVAFORGE_GATEWAY_PORT, default 50050), the stage workers with AVAFORGE_DETECT_WORKERS
+      detector workers (default 2) and the detector gRPC service; creates the artifact bucket, and writes
       ``stack.env`` (endpoints and credentials, mode 0600) for clients: ``set -a; . .stack/stack.env``.
       S3 credentials come from AVAFORGE_S3_ACCESS_KEY / AVAFORGE_S3_SECRET_KEY, or are generated once.
 down  stops what ``up`` started (SIGTERM, then SIGKILL).
@@ -14,12 +15,20 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from avaforge.detection.model_files import file_digest, onnx_model, resolve_weights
-from avaforge.devstack.servers import S3Credentials, nats_server, s3_server, triton_server, wait_model_ready
+from avaforge.devstack.servers import (
+    S3Credentials,
+    nats_server,
+    s3_server,
+    triton_server,
+    wait_model_ready,
+    wait_port,
+)
 from avaforge.storage import S3Store, StorageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,6 +49,34 @@ def _credentials(state: Path) -> S3Credentials:
     saved.write_text(json.dumps(creds.__dict__))
     saved.chmod(0o600)
     return creds
+
+
+def _start_services(state: Path, env: dict[str, str], gateway_port: int) -> dict[str, subprocess.Popen]:
+    """The gateway, the stage workers (detector workers scaled by AVAFORGE_DETECT_WORKERS) and the detector
+    gRPC service, as processes logging to ``state/<name>.log``."""
+    base = {**os.environ, **env, "AVAFORGE_CACHE_DIR": str(state / "cache"), "AVAFORGE_METRICS_PORT": "0"}
+    commands = {
+        "gateway": (["services.gateway"], {"AVAFORGE_GRPC_PORT": str(gateway_port)}),
+        "workers": (["services.worker", "ingest", "track", "proposals", "via", "via_import", "dataset"], {}),
+        "detector-service": (
+            ["services.detector"],
+            {"AVAFORGE_GRPC_PORT": str(gateway_port + 2), "AVAFORGE_METRICS_PORT": str(gateway_port + 3)},
+        ),
+    }
+    for i in range(int(os.environ.get("AVAFORGE_DETECT_WORKERS", "2"))):
+        commands[f"detect-{i}"] = (["services.worker", "detect"], {})
+    procs = {}
+    for name, (args, extra) in commands.items():
+        log = open(state / f"{name}.log", "ab")  # noqa: SIM115  (owned by the child)
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", *args],
+            env={**base, **extra},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+    return procs
 
 
 def up() -> int:
@@ -83,9 +120,15 @@ def up() -> int:
         "AVAFORGE_S3_BUCKET": store.bucket,
         "AVAFORGE_TRITON_URL": f"127.0.0.1:{triton.port}",
     }
+    gateway_port = int(os.environ.get("AVAFORGE_GATEWAY_PORT", "50050"))
+    env["AVAFORGE_GATEWAY"] = f"127.0.0.1:{gateway_port}"
     env_file = state / "stack.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     env_file.chmod(0o600)
+    services = _start_services(state, env, gateway_port)
+    pids.update({name: proc.pid for name, proc in services.items()})
+    (state / "pids.json").write_text(json.dumps(pids))
+    wait_port(gateway_port, 120, services["gateway"])
     print(
         f"up: nats {env['AVAFORGE_NATS_URL']}, S3 ({s3.name}) {env['AVAFORGE_S3_ENDPOINT']}, "
         f"triton {env['AVAFORGE_TRITON_URL']}"
