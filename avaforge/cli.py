@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.4)
     p.set_defaults(func=_cmd_demo)
 
+    from avaforge.cli_remote import add_parser as add_remote
+
+    add_remote(sub)
+
     p = sub.add_parser("report", help="(re)write the HTML/PNG report of a dataset")
     p.add_argument("dataset")
     p.set_defaults(func=_cmd_report)

@@ -241,3 +241,21 @@ def test_s3_down_retries_then_fails_the_job_in_bounded_time(videos: Path, tmp_pa
     assert job.state == common_pb2.JOB_STATE_FAILED
     assert job.error.stage == "ingest" and f"S3 server 127.0.0.1:{s3.port} unreachable" in job.error.message
     assert elapsed < 60
+
+
+def test_cli_remote_mode(stack, videos: Path, tmp_path: Path, capsys) -> None:
+    from avaforge.cli import main
+
+    client, _, _ = stack
+    server = client.channel._channel.target().decode()
+    actions = tmp_path / "actions.yaml"
+    actions.write_text("groups:\n  body: [stand, walk]\n")
+    video = str(videos / "handshake_2p_1080p_2.6s.mp4")
+    assert main(["remote", "--server", server, "submit", video, "--actions", str(actions), "--watch"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    job_id = out[0]
+    assert "awaiting_labels" in out[-1] and "ingest 1/1" in out[-1]
+    assert main(["remote", "--server", server, "via", job_id, "--out", str(tmp_path / "via")]) == 0
+    assert (tmp_path / "via" / "handshake_2p_1080p_2.6s.zip").exists()
+    assert main(["remote", "--server", server, "jobs"]) == 0
+    assert job_id in capsys.readouterr().out

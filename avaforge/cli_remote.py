@@ -1,0 +1,110 @@
+"""``avaforge remote ...``: the CLI against a running stack (``--server`` or $AVAFORGE_GATEWAY)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from avaforge.v1 import common_pb2
+
+STATE = {v: k.removeprefix("JOB_STATE_").lower() for k, v in common_pb2.JobState.items()}
+
+
+def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from avaforge.client import GatewayClient
+
+    server = args.server or os.environ.get("AVAFORGE_GATEWAY")
+    if not server:
+        raise SystemExit("error: give --server HOST:PORT (or set AVAFORGE_GATEWAY)")
+    return GatewayClient(server)
+
+
+def _line(job: common_pb2.Job) -> str:
+    progress = "  ".join(
+        f"{p.stage} {p.done}/{p.total}" if p.total else f"{p.stage} {p.done}" for p in job.progress
+    )
+    error = f"  error: {job.error.stage}: {job.error.where}: {job.error.message}" if job.error.message else ""
+    return f"{job.job_id} {STATE[job.state]:<16} {progress}{error}"
+
+
+def _watch(client, job_id: str, until: set[int]) -> int:  # type: ignore[no-untyped-def]
+    """Live progress, one line per change, until the job reaches ``until`` or ends."""
+    last = None
+    for job in client.watch(job_id):
+        line = _line(job)
+        if line != last:
+            print(line, flush=True)
+            last = line
+        if job.state in until | {common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED}:
+            return 0 if job.state in until else 1
+    return 0
+
+
+def cmd(args: argparse.Namespace) -> int:
+    from avaforge.formats.actions import ActionList
+    from avaforge.settings import PipelineSettings
+
+    client = _client(args)
+    try:
+        if args.remote == "submit":
+            settings = PipelineSettings.load(args.settings) if args.settings else None
+            job = client.submit(args.videos, ActionList.load(args.actions), settings)
+            print(job.job_id)
+            return _watch(client, job.job_id, {common_pb2.JOB_STATE_AWAITING_LABELS}) if args.watch else 0
+        if args.remote == "watch":
+            return _watch(
+                client, args.job, {common_pb2.JOB_STATE_AWAITING_LABELS, common_pb2.JOB_STATE_SUCCEEDED}
+            )
+        if args.remote == "jobs":
+            from avaforge.v1 import gateway_pb2
+
+            for job in client.stub.ListJobs(gateway_pb2.ListJobsRequest()).jobs:
+                print(_line(job))
+            return 0
+        if args.remote == "via":
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            for clip in client.get(args.job).clips:
+                print(client.download_via(args.job, clip.clip_id, out / f"{clip.clip_id}.zip"))
+            return 0
+        if args.remote == "upload":
+            for path in args.files:
+                job = client.upload_finished(args.job, path)
+            print(_line(job))
+            return 0
+        if args.remote == "build":
+            client.build(args.job)
+            return _watch(client, args.job, {common_pb2.JOB_STATE_SUCCEEDED})
+        if args.remote == "dataset":
+            print(client.download_dataset(args.job, args.out))
+            return 0
+    finally:
+        client.close()
+    print(f"unknown remote command {args.remote}", file=sys.stderr)
+    return 2
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("remote", help="use a running stack (gateway) instead of this machine")
+    p.add_argument("--server", help="gateway HOST:PORT (default: $AVAFORGE_GATEWAY)")
+    rs = p.add_subparsers(dest="remote", required=True)
+    q = rs.add_parser("submit", help="upload videos and start a job")
+    q.add_argument("videos", nargs="+")
+    q.add_argument("--actions", required=True)
+    q.add_argument("--settings")
+    q.add_argument("--watch", action="store_true", help="follow progress until the VIA projects are ready")
+    rs.add_parser("jobs", help="list jobs")
+    for name, text in (("watch", "follow a job's progress"), ("build", "build the dataset and follow it")):
+        rs.add_parser(name, help=text).add_argument("job")
+    q = rs.add_parser("via", help="download the job's VIA zips")
+    q.add_argument("job")
+    q.add_argument("--out", required=True)
+    q = rs.add_parser("upload", help="upload finished VIA projects")
+    q.add_argument("job")
+    q.add_argument("files", nargs="+")
+    q = rs.add_parser("dataset", help="download the built dataset")
+    q.add_argument("job")
+    q.add_argument("--out", required=True)
+    p.set_defaults(func=cmd)
