@@ -160,6 +160,20 @@ class S3Store:
                 f"{what}: S3 server {self.endpoint} unreachable ({type(exc).__name__})"
             ) from None
 
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Create the bucket, waiting for a server that listens before it can serve (SeaweedFS's filer)."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.ensure_bucket()
+                return
+            except StorageError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+
     def ensure_bucket(self) -> None:
         where = f"bucket {self.bucket}"
         if not self._call(where, lambda: self.client.bucket_exists(self.bucket)):

@@ -74,6 +74,15 @@ class Context:
         return self._embedders[s.track.embedder]
 
 
+async def _clip_facts(ctx: Context, job: str, cid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What ingest and tracking recorded for a clip; later stages only run after both."""
+    record = await jobs.get(ctx.queue, f"{job}.clip.{cid}")
+    tr = await jobs.get(ctx.queue, f"{job}.track.{cid}")
+    if record is None or tr is None:
+        raise RuntimeError(f"clip {cid} of job {job} is not ingested and tracked yet")
+    return record, tr
+
+
 def _common(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: payload[k] for k in ("job", "settings", "actions")}
 
@@ -168,9 +177,7 @@ async def track_item(ctx: Context, p: dict[str, Any]) -> None:
 async def proposals_item(ctx: Context, p: dict[str, Any]) -> None:
     settings = PipelineSettings.from_dict(p["settings"])
     job, cid = p["job"], p["clip_id"]
-    record = await jobs.get(ctx.queue, f"{job}.clip.{cid}")
-    tr = await jobs.get(ctx.queue, f"{job}.track.{cid}")
-    assert record is not None and tr is not None
+    record, tr = await _clip_facts(ctx, job, cid)
     dets = Detections.load(io.BytesIO(ctx.store.get(_ref(tr["detections"]))))
     props = proposals.build_proposals(FramesInfo.from_dict(record["frames"]), dets, settings.proposals)
     ref = ctx.store.put("proposals", dump_proposals(props), ".pkl")
@@ -181,9 +188,7 @@ async def via_item(ctx: Context, p: dict[str, Any]) -> None:
     settings = PipelineSettings.from_dict(p["settings"])
     actions = ActionList.from_obj(p["actions"])
     job, cid = p["job"], p["clip_id"]
-    record = await jobs.get(ctx.queue, f"{job}.clip.{cid}")
-    tr = await jobs.get(ctx.queue, f"{job}.track.{cid}")
-    assert record is not None and tr is not None
+    record, tr = await _clip_facts(ctx, job, cid)
     finfo = FramesInfo.from_dict(record["frames"])
     tracks = Tracks.load(ctx.cache.file(_ref(tr["tracks"]), ".json"))
     folder = await asyncio.to_thread(ctx.cache.folder, _ref(record["rawframes"]))
@@ -202,9 +207,7 @@ async def via_import_item(ctx: Context, p: dict[str, Any]) -> None:
     settings = PipelineSettings.from_dict(p["settings"])
     actions = ActionList.from_obj(p["actions"])
     job, cid = p["job"], p["clip_id"]
-    record = await jobs.get(ctx.queue, f"{job}.clip.{cid}")
-    tr = await jobs.get(ctx.queue, f"{job}.track.{cid}")
-    assert record is not None and tr is not None
+    record, tr = await _clip_facts(ctx, job, cid)
     tracks = Tracks.load(ctx.cache.file(_ref(tr["tracks"]), ".json"))
     labels = via_import.import_project(
         ctx.store.get(_ref(p["finished"])),

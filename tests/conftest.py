@@ -153,21 +153,11 @@ CREDS = S3Credentials("avaforge-test", "test-secret-key-0123")  # the test S3 se
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A real S3 server (SeaweedFS, or MinIO if installed) with credentials, and a store on it."""
-    import time
-
     from avaforge.devstack.servers import s3_server
-    from avaforge.storage import S3Store, StorageError
+    from avaforge.storage import S3Store
 
     server = s3_server(tmp_path_factory.mktemp("s3"), CREDS).start()
     store = S3Store(f"127.0.0.1:{server.port}", CREDS.access_key, CREDS.secret_key, "artifacts")
-    deadline = time.monotonic() + 30
-    while True:  # the S3 gateway listens before its filer is ready
-        try:
-            store.ensure_bucket()
-            break
-        except StorageError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
+    store.wait_ready()
     yield server, store
     server.stop()

@@ -190,19 +190,14 @@ def test_s3_down_retries_then_fails_the_job_in_bounded_time(videos: Path, tmp_pa
     import time
 
     from avaforge.devstack.servers import s3_server
-    from avaforge.storage import S3Store, StorageError
+    from avaforge.storage import S3Store
     from tests.conftest import CREDS
 
     s3 = s3_server(tmp_path / "s3", CREDS).start()
     store = S3Store(
         f"127.0.0.1:{s3.port}", CREDS.access_key, CREDS.secret_key, "artifacts", retries=1, timeout_s=1
     )
-    for _ in range(100):
-        try:
-            store.ensure_bucket()
-            break
-        except StorageError:
-            time.sleep(0.3)
+    store.wait_ready()
     nats = nats_server(tmp_path / "nats").start()
 
     async def main() -> tuple[common_pb2.Job, float]:

@@ -29,7 +29,7 @@ from avaforge.devstack.servers import (
     wait_model_ready,
     wait_port,
 )
-from avaforge.storage import S3Store, StorageError
+from avaforge.storage import S3Store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,15 +103,7 @@ def up() -> int:
     (state / "pids.json").write_text(json.dumps(pids))
     wait_model_ready(triton.port, "person_detector")
     store = S3Store(f"127.0.0.1:{s3.port}", creds.access_key, creds.secret_key)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            store.ensure_bucket()
-            break
-        except StorageError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
+    store.wait_ready()
     env = {
         "AVAFORGE_NATS_URL": f"nats://127.0.0.1:{nats.port}",
         "AVAFORGE_S3_ENDPOINT": f"127.0.0.1:{s3.port}",

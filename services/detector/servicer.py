@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from pathlib import Path
 
 import grpc
 
-from avaforge.archive import unpack_dir
 from avaforge.detection import Detector, make_detector
 from avaforge.formats.timeline import rawframe_name
 from avaforge.settings import DetectSettings, PipelineSettings
 from avaforge.stages.detect import detect_clip
 from avaforge.storage import ArtifactStore
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
+from services.common.artifacts import LocalCache
 from services.common.convert import ref_from_proto, ref_to_proto
 from services.common.server import Metrics, RpcError, rpc
 
@@ -28,7 +27,7 @@ MAX_FRAMES = 256
 class DetectorServicer(stages_pb2_grpc.DetectorServiceServicer):
     def __init__(self, store: ArtifactStore, cache_dir: Path) -> None:
         self.store = store
-        self.cache_dir = cache_dir
+        self.cache = LocalCache(store, cache_dir)
         self._detectors: dict[str, Detector] = {}
         self._lock = threading.Lock()
 
@@ -39,17 +38,6 @@ class DetectorServicer(stages_pb2_grpc.DetectorServiceServicer):
                 self._detectors[key] = make_detector(settings)
             return self._detectors[key]
 
-    def _frames(self, ref: common_pb2.ArtifactRef) -> Path:
-        """The clip's rawframes, downloaded and unpacked once per content digest."""
-        art = ref_from_proto(ref)
-        folder = self.cache_dir / "rawframes" / art.digest
-        if not folder.is_dir():
-            tmp = folder.with_name(f".{art.digest}.partial")
-            shutil.rmtree(tmp, ignore_errors=True)
-            unpack_dir(self.store.get(art), tmp, f"{art.bucket}/{art.key}")
-            tmp.replace(folder)
-        return folder
-
     @rpc(SERVICE, METRICS, "DetectBatch")
     def DetectBatch(self, request: stages_pb2.DetectBatchRequest, context: grpc.ServicerContext):  # type: ignore[no-untyped-def]
         settings = PipelineSettings.from_dict(json.loads(request.settings_json or "{}"), "settings_json")
@@ -58,7 +46,7 @@ class DetectorServicer(stages_pb2_grpc.DetectorServiceServicer):
             raise RpcError(
                 grpc.StatusCode.INVALID_ARGUMENT, f"a batch needs 1..{MAX_FRAMES} frames, got {len(frames)}"
             )
-        folder = self._frames(request.rawframes)
+        folder = self.cache.folder(ref_from_proto(request.rawframes))
         missing = [f for f in frames if f < 1 or not (folder / rawframe_name(f)).exists()]
         if missing:
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"frames {missing[:5]} are not in the clip")
