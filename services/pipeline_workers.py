@@ -16,16 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avaforge.archive import pack_dir, pack_tree
+from avaforge.archive import pack_tree
 from avaforge.detection import Detector, make_detector
 from avaforge.formats.actions import ActionList
-from avaforge.formats.ava_csv import video_id_from_filename
-from avaforge.formats.proposals import dumps as dump_proposals
 from avaforge.formats.proposals import read_proposals
 from avaforge.queue import WorkQueue
 from avaforge.report import write_report
 from avaforge.settings import PipelineSettings
-from avaforge.stages import dataset, detect, frames, ingest, proposals, track, via_export, via_import
+from avaforge.stages import dataset, detect
 from avaforge.stages.detect import Detections
 from avaforge.stages.frames import FramesInfo
 from avaforge.stages.ingest import ClipInfo
@@ -33,7 +31,7 @@ from avaforge.stages.track import Tracks
 from avaforge.stages.via_import import ClipLabels
 from avaforge.storage import ArtifactRef, ArtifactStore
 from avaforge.tracking.embedder import Embedder, make_embedder
-from avaforge.video.probe import probe_video
+from services import stage_ops
 from services.common import jobs
 from services.common.artifacts import LocalCache
 
@@ -89,26 +87,12 @@ def _common(payload: dict[str, Any]) -> dict[str, Any]:
 
 async def ingest_item(ctx: Context, p: dict[str, Any]) -> None:
     settings = PipelineSettings.from_dict(p["settings"])
-    video_id = video_id_from_filename(p["filename"])
-    src = await asyncio.to_thread(ctx.cache.file, _ref(p["video"]), Path(p["filename"]).suffix[:16])
-    info = await asyncio.to_thread(probe_video, src)
-    for spec in ingest.plan_clips(info, settings.cut.plan, video_id):
-        with tempfile.TemporaryDirectory() as tmp:
-            clip, finfo = await asyncio.to_thread(
-                frames.cut_with_frames,
-                src,
-                spec,
-                Path(tmp) / "clip.mp4",
-                Path(tmp) / "rawframes",
-                settings.cut,
-                settings.frames,
-                settings.schedule,
-            )
-            rawframes = ctx.store.put(
-                "rawframes", await asyncio.to_thread(pack_dir, Path(tmp) / "rawframes"), ".tar"
-            )
-            clip_video = ctx.store.put("clips", (Path(tmp) / "clip.mp4").read_bytes(), ".mp4")
-        job, cid = p["job"], clip.clip_id
+    video, job = _ref(p["video"]), p["job"]
+    for spec in await asyncio.to_thread(stage_ops.plan, ctx.cache, video, p["filename"], settings):
+        clip, finfo, rawframes, clip_video = await asyncio.to_thread(
+            stage_ops.cut, ctx.store, ctx.cache, video, p["filename"], spec, settings
+        )
+        cid = clip.clip_id
         await jobs.put(
             ctx.queue,
             f"{job}.clip.{cid}",
@@ -134,7 +118,7 @@ async def ingest_item(ctx: Context, p: dict[str, Any]) -> None:
                 },
                 msg_id=f"{job}.{cid}.det.{i}",
             )
-    await jobs.put(ctx.queue, f"{p['job']}.ingested.{p.get('index', 0):04d}", {"filename": p["filename"]})
+    await jobs.put(ctx.queue, f"{job}.ingested.{p.get('index', 0):04d}", {"filename": p["filename"]})
 
 
 async def detect_item(ctx: Context, p: dict[str, Any]) -> None:
@@ -154,19 +138,23 @@ async def track_item(ctx: Context, p: dict[str, Any]) -> None:
     settings = PipelineSettings.from_dict(p["settings"])
     job, cid = p["job"], p["clip_id"]
     record = await jobs.get(ctx.queue, f"{job}.clip.{cid}")
-    assert record is not None
+    if record is None:
+        raise RuntimeError(f"clip {cid} of job {job} is not ingested yet")
     parts = [
         Detections.load(io.BytesIO(ctx.store.get(_ref(await jobs.get(ctx.queue, k)))))  # type: ignore[arg-type]
         for k in await jobs.keys(ctx.queue, f"{job}.det.{cid}.")
     ]
     dets = detect.merge_detections(parts)
     dets_ref = ctx.store.put("detections", dets.to_bytes(), ".npz")
-    folder = await asyncio.to_thread(ctx.cache.folder, _ref(record["rawframes"]))
-    fps = 30 / detect.detection_stride(settings.detect.tracking_fps)
-    tracks = await asyncio.to_thread(
-        track.track_clip, folder, dets, settings.track, fps, ctx.embedder(settings)
+    _, tracks_ref = await asyncio.to_thread(
+        stage_ops.track_clip,
+        ctx.store,
+        ctx.cache,
+        _ref(record["rawframes"]),
+        dets,
+        settings,
+        ctx.embedder(settings),
     )
-    tracks_ref = ctx.store.put("tracks", tracks.to_bytes(), ".json")
     await jobs.put(
         ctx.queue, f"{job}.track.{cid}", {"detections": dets_ref.to_dict(), "tracks": tracks_ref.to_dict()}
     )
@@ -179,25 +167,25 @@ async def proposals_item(ctx: Context, p: dict[str, Any]) -> None:
     job, cid = p["job"], p["clip_id"]
     record, tr = await _clip_facts(ctx, job, cid)
     dets = Detections.load(io.BytesIO(ctx.store.get(_ref(tr["detections"]))))
-    props = proposals.build_proposals(FramesInfo.from_dict(record["frames"]), dets, settings.proposals)
-    ref = ctx.store.put("proposals", dump_proposals(props), ".pkl")
+    ref = stage_ops.build_proposals(ctx.store, FramesInfo.from_dict(record["frames"]), dets, settings)
     await jobs.put(ctx.queue, f"{job}.prop.{cid}", ref.to_dict())
 
 
 async def via_item(ctx: Context, p: dict[str, Any]) -> None:
     settings = PipelineSettings.from_dict(p["settings"])
-    actions = ActionList.from_obj(p["actions"])
     job, cid = p["job"], p["clip_id"]
     record, tr = await _clip_facts(ctx, job, cid)
-    finfo = FramesInfo.from_dict(record["frames"])
     tracks = Tracks.load(ctx.cache.file(_ref(tr["tracks"]), ".json"))
-    folder = await asyncio.to_thread(ctx.cache.folder, _ref(record["rawframes"]))
-    with tempfile.TemporaryDirectory() as tmp:
-        out = via_export.export_via(
-            finfo, via_export.keyframes_for_via(finfo, tracks, settings.via), actions, folder, Path(tmp)
-        )
-        project = ctx.store.put("via", out.project.read_bytes(), ".via3.json")
-        archive = ctx.store.put("via", out.archive.read_bytes(), ".zip")
+    project, archive = await asyncio.to_thread(
+        stage_ops.export_via,
+        ctx.store,
+        ctx.cache,
+        FramesInfo.from_dict(record["frames"]),
+        _ref(record["rawframes"]),
+        tracks,
+        settings,
+        ActionList.from_obj(p["actions"]),
+    )
     await jobs.put(
         ctx.queue, f"{job}.via.{cid}", {"project": project.to_dict(), "archive": archive.to_dict()}
     )
@@ -205,19 +193,18 @@ async def via_item(ctx: Context, p: dict[str, Any]) -> None:
 
 async def via_import_item(ctx: Context, p: dict[str, Any]) -> None:
     settings = PipelineSettings.from_dict(p["settings"])
-    actions = ActionList.from_obj(p["actions"])
     job, cid = p["job"], p["clip_id"]
     record, tr = await _clip_facts(ctx, job, cid)
     tracks = Tracks.load(ctx.cache.file(_ref(tr["tracks"]), ".json"))
-    labels = via_import.import_project(
-        ctx.store.get(_ref(p["finished"])),
-        p.get("name", "finished project"),
+    labels, ref = stage_ops.import_via(
+        ctx.store,
         FramesInfo.from_dict(record["frames"]),
         tracks,
-        actions,
-        settings.imports,
+        _ref(p["finished"]),
+        p.get("name", "finished project"),
+        settings,
+        ActionList.from_obj(p["actions"]),
     )
-    ref = ctx.store.put("labels", labels.to_bytes(), ".json")
     await jobs.put(
         ctx.queue, f"{job}.labels.{cid}", {"labels": ref.to_dict(), "unlabelled": labels.unlabelled}
     )
@@ -272,7 +259,3 @@ async def record_failure(queue: WorkQueue, dead: dict[str, Any]) -> None:
         await jobs.put(
             queue, f"{job}.error", {"stage": dead["stage"], "message": dead["error"], "where": where}
         )
-
-
-def clip_info(record: dict[str, Any]) -> ClipInfo:
-    return ClipInfo.from_dict(record["clip"])
