@@ -2,7 +2,8 @@
 
 Environment: AVAFORGE_NATS_URL, AVAFORGE_S3_* (see avaforge.storage.S3Store.from_env), AVAFORGE_CACHE_DIR,
 AVAFORGE_ACK_WAIT_S (default 60: an item held by a worker that died goes to another after this),
-AVAFORGE_MAX_DELIVER (default 4), AVAFORGE_METRICS_PORT (0 = off). SIGTERM: finish the current item, stop.
+AVAFORGE_MAX_DELIVER (default 4), AVAFORGE_METRICS_PORT (0 = off), AVAFORGE_GRPC_PORT (gRPC health and
+reflection for probes; 0 = off). SIGTERM: finish the current item, stop.
 Horizontal scaling = more processes of the same stage (e.g. ``detect``).
 """
 
@@ -20,7 +21,7 @@ from prometheus_client import start_http_server
 
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.storage import S3Store
-from services.common.server import Metrics, configure_logging
+from services.common.server import Metrics, configure_logging, serve
 from services.pipeline_workers import HANDLERS, Context, record_failure
 
 
@@ -37,6 +38,10 @@ async def run(stages: list[str]) -> int:
     port = int(os.environ.get("AVAFORGE_METRICS_PORT", "0"))
     if port:
         start_http_server(port, registry=metrics.registry)
+    health = None
+    grpc_port = int(os.environ.get("AVAFORGE_GRPC_PORT", "0"))
+    if grpc_port:  # gRPC health + reflection for liveness/readiness probes
+        health = serve("worker", lambda _server: None, [], port=grpc_port, metrics_port=0)
     store = S3Store.from_env()
     queue = await WorkQueue.connect(os.environ.get("AVAFORGE_NATS_URL", "nats://127.0.0.1:4222"))
     cache = Path(os.environ.get("AVAFORGE_CACHE_DIR") or tempfile.mkdtemp(prefix="avaforge-worker-"))
@@ -62,12 +67,16 @@ async def run(stages: list[str]) -> int:
         return handle
 
     log.info(f"worker for {stages} started")
-    done = await asyncio.gather(
-        *(
-            queue.work(stage, handler(stage), stop, policy, on_dead=lambda d: record_failure(queue, d))
-            for stage in stages
+    try:
+        done = await asyncio.gather(
+            *(
+                queue.work(stage, handler(stage), stop, policy, on_dead=lambda d: record_failure(queue, d))
+                for stage in stages
+            )
         )
-    )
+    finally:
+        if health is not None:
+            health.stop(5)
     await queue.close()
     log.info(f"worker stopped after {sum(done)} items")
     return 0

@@ -121,11 +121,17 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
         "AVAFORGE_ACK_WAIT_S": "4",
         "AVAFORGE_METRICS_PORT": "0",
     }
+    from avaforge.devstack.servers import free_port
+
+    health_port = free_port()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "services.worker", "detect"], env=env, cwd=REPO, start_new_session=True
+            [sys.executable, "-m", "services.worker", "detect"],
+            env={**env, "AVAFORGE_GRPC_PORT": str(port)},
+            cwd=REPO,
+            start_new_session=True,
         )
-        for _ in range(2)
+        for port in (0, health_port)
     ]
     video = videos / "basketball_2p_29.97fps_10s.mp4"
     cid = "basketball_2p_29.97fps_10s"
@@ -173,6 +179,12 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
             await task
             await q.close()
         records = {k: await jobs.get(queue, k) for k in await jobs.keys(queue, "job2.")}
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        with grpc.insecure_channel(f"127.0.0.1:{health_port}") as channel:  # the surviving worker's probe
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        records["health"] = {"status": status.status}
         await queue.close()
         return records
 
@@ -185,6 +197,7 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
             proc.wait(30)
         nats.stop()
     assert procs[0].returncode == -signal.SIGKILL
+    assert records["health"] == {"status": 1}  # SERVING
     assert sorted(k for k in records if k.startswith(f"job2.det.{cid}.")) == [
         f"job2.det.{cid}.{i:05d}" for i in range(4)
     ]
