@@ -22,7 +22,11 @@ from prometheus_client import start_http_server
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.storage import S3Store
 from services.common.server import Metrics, configure_logging, serve
-from services.pipeline_workers import HANDLERS, Context, record_failure
+from services.pipeline_workers import HANDLERS as PIPELINE
+from services.pipeline_workers import Context, record_failure
+from services.trainer.service import train_item
+
+HANDLERS = {**PIPELINE, "train": train_item}
 
 
 async def run(stages: list[str]) -> int:

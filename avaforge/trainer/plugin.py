@@ -11,4 +11,4 @@ from avaforge.compat.mmcv_ext import install
 install()
 guard_missing_drn()
 
-from avaforge.trainer import metric  # noqa: E402,F401  (registers AvaforgeAVAMetric)
+from avaforge.trainer import hooks, metric  # noqa: E402,F401  (registers the metric and the hook)

@@ -113,14 +113,21 @@ def train(
     iters: int = 2000,
     resume: bool = False,
     eval_train: bool = False,
+    progress_file: str | Path | None = None,
+    cancel_file: str | Path | None = None,
     **config_kwargs: Any,
 ) -> TrainResult:
+    """Train; ``progress_file`` gets the iteration as it goes; the run stops once ``cancel_file`` exists."""
     run = Path(run_dir).resolve()
     run.mkdir(parents=True, exist_ok=True)
     config = run / "config.py"
     if not (resume and config.exists()):
         write_config(build_config(dataset, preset, run, iters=iters, **config_kwargs), config)
     overrides: dict[str, Any] = {"resume": resume and last_checkpoint(run) is not None}
+    if progress_file and cancel_file:
+        overrides["custom_hooks"] = [
+            dict(type="AvaforgeProgressHook", progress_file=str(progress_file), cancel_file=str(cancel_file))
+        ]
     if resume:  # continue to ``iters`` in total
         from mmengine.config import Config
 

@@ -1,0 +1,118 @@
+"""The trainer service over gRPC with its queue worker, on real nats-server + S3: a tiny run to the end with
+its artifacts stored, and a cancelled run."""
+
+import asyncio
+import json
+import math
+import shutil
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+
+from avaforge.archive import pack_tree
+from avaforge.dataset_layout import DatasetLayout
+from avaforge.devstack.servers import nats_server
+from avaforge.queue import RetryPolicy, WorkQueue
+from avaforge.storage import ArtifactRef
+from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
+from services.common import jobs
+from services.common.convert import ref_to_proto
+from services.pipeline_workers import Context
+from services.trainer.service import TrainerServicer, train_item
+from tests.conftest import write_demo_dataset
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trainer(s3, tmp_path_factory: pytest.TempPathFactory, basketball_rawframes: Path):  # type: ignore[no-untyped-def]
+    _, store = s3
+    tmp = tmp_path_factory.mktemp("trainer")
+    layout = DatasetLayout(
+        write_demo_dataset(tmp / "dataset", basketball_rawframes, {"train": ["a"], "val": ["b"]})
+    )
+    for link in layout.rawframes.iterdir():  # real files in the uploaded dataset
+        link.unlink()
+        shutil.copytree(basketball_rawframes, link)
+    dataset = ref_to_proto(store.put("datasets", pack_tree(layout.root), ".tar"))
+    nats = nats_server(tmp / "nats").start()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    state: dict = {}
+
+    async def serve() -> None:
+        url = f"nats://127.0.0.1:{nats.port}"
+        queue = await WorkQueue.connect(url)
+        state["queue"] = queue
+        ctx = Context.create(queue, store, tmp / "cache")
+        state["stop"] = asyncio.Event()
+        worker = asyncio.create_task(
+            queue.work(
+                "train",
+                lambda p: train_item(ctx, p),
+                state["stop"],
+                RetryPolicy(max_deliver=1, ack_wait_s=600),
+                0.2,
+            )
+        )
+        server = grpc.aio.server()
+        stages_pb2_grpc.add_TrainerServiceServicer_to_server(TrainerServicer(queue, store), server)
+        state["port"] = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        ready.set()
+        await state["stop"].wait()
+        await worker
+        await server.stop(1)
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
+    thread.start()
+    assert ready.wait(60)
+    channel = grpc.insecure_channel(f"127.0.0.1:{state['port']}")
+
+    def read(key: str) -> dict:
+        return asyncio.run_coroutine_threadsafe(jobs.get(state["queue"], key), loop).result(30)
+
+    yield stages_pb2_grpc.TrainerServiceStub(channel), dataset, store, read
+    channel.close()
+    loop.call_soon_threadsafe(state["stop"].set)
+    thread.join(120)
+    nats.stop()
+
+
+def _until(stub, job_id: str, states: set[int]) -> common_pb2.Job:  # type: ignore[no-untyped-def]
+    last = None
+    for job in stub.WatchTraining(stages_pb2.WatchTrainingRequest(job_id=job_id), timeout=600):
+        last = job
+        if job.state in states:
+            break
+    return last
+
+
+def test_training_job_runs_and_stores_its_artifacts(trainer) -> None:
+    stub, dataset, store, read = trainer
+    job = stub.StartTraining(stages_pb2.StartTrainingRequest(dataset=dataset, preset="tiny", iters=3))
+    done = _until(stub, job.job_id, {common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED})
+    assert done.state == common_pb2.JOB_STATE_SUCCEEDED, done
+    assert done.progress[0].done == 3 and done.progress[0].total == 3
+    result = read(f"train.{done.job_id}.result")
+    metrics = json.loads(store.get(ArtifactRef(**result["metrics"])))
+    assert math.isfinite(metrics["val"]["mAP@0.5IOU"])
+    assert b"num_classes" in store.get(ArtifactRef(**result["config"]))
+    assert store.exists(ArtifactRef(**result["checkpoint"])) and store.exists(ArtifactRef(**result["logs"]))
+
+
+def test_bad_requests_and_cancel(trainer) -> None:
+    stub, dataset, _, _ = trainer
+    with pytest.raises(grpc.RpcError) as exc:
+        stub.StartTraining(stages_pb2.StartTrainingRequest(dataset=dataset, preset="huge", iters=3))
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as exc:
+        stub.CancelTraining(stages_pb2.CancelTrainingRequest(job_id="0123456789ab"))
+    assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+    job = stub.StartTraining(stages_pb2.StartTrainingRequest(dataset=dataset, preset="tiny", iters=500))
+    running = _until(stub, job.job_id, {common_pb2.JOB_STATE_RUNNING})
+    assert running.state == common_pb2.JOB_STATE_RUNNING
+    stub.CancelTraining(stages_pb2.CancelTrainingRequest(job_id=job.job_id))
+    assert _until(stub, job.job_id, {common_pb2.JOB_STATE_CANCELLED}).state == common_pb2.JOB_STATE_CANCELLED
