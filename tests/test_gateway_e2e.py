@@ -141,15 +141,16 @@ def test_bad_requests_get_clear_codes_and_the_gateway_keeps_serving(
             )
         )
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "groups" in exc.value.details()
+    mine = client.submit([videos / "handshake_2p_1080p_2.6s.mp4"], ACTIONS)
     jobs = client.stub.ListJobs(gateway_pb2.ListJobsRequest()).jobs
-    assert jobs  # still serving
+    assert mine.job_id in {j.job_id for j in jobs}  # still serving
     other = tmp_path / "other.json"
     other.write_text(
         '{"project": {"pname": "not_a_clip_of_this_job"}, "config": {}, "attribute": {}, '
         '"file": {}, "view": {}, "metadata": {}}'
     )
     with pytest.raises(grpc.RpcError) as exc:
-        client.upload_finished(jobs[0].job_id, other)
+        client.upload_finished(mine.job_id, other)
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND and "not part of job" in exc.value.details()
 
 

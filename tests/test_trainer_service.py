@@ -18,6 +18,7 @@ from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.storage import ArtifactRef
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
 from services.common import jobs
+from services.common.aio_server import start_aio
 from services.common.convert import ref_to_proto
 from services.pipeline_workers import Context
 from services.trainer.service import TrainerServicer, train_item
@@ -57,10 +58,16 @@ def trainer(s3, tmp_path_factory: pytest.TempPathFactory, basketball_rawframes: 
                 0.2,
             )
         )
-        server = grpc.aio.server()
-        stages_pb2_grpc.add_TrainerServiceServicer_to_server(TrainerServicer(queue, store), server)
-        state["port"] = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
+        server, state["port"] = await start_aio(
+            [
+                (
+                    stages_pb2_grpc.add_TrainerServiceServicer_to_server,
+                    TrainerServicer(queue, store),
+                    "trainer",
+                )
+            ],
+            0,
+        )
         ready.set()
         await state["stop"].wait()
         await worker

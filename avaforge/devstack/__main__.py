@@ -2,8 +2,9 @@
 
 up    starts nats-server (JetStream), the S3 server, Triton (the person detector from deploy/triton/local),
       the gateway (AVAFORGE_GATEWAY_PORT, default 50050), the stage workers with AVAFORGE_DETECT_WORKERS
-      detector workers (default 2), the detector gRPC service (port +2) and the other stages' gRPC
-      services (port +4); creates the artifact bucket, and writes
+      detector workers (default 2), the detector gRPC service (port +2), the other stages' gRPC
+      services (port +4), the trainer service (port +6) and its worker; creates the artifact bucket, and
+      writes
       ``stack.env`` (endpoints and credentials, mode 0600) for clients: ``set -a; . .stack/stack.env``.
       S3 credentials come from AVAFORGE_S3_ACCESS_KEY / AVAFORGE_S3_SECRET_KEY, or are generated once.
 down  stops what ``up`` started (SIGTERM, then SIGKILL).
@@ -59,6 +60,8 @@ def _start_services(state: Path, env: dict[str, str], gateway_port: int) -> dict
     commands = {
         "gateway": (["services.gateway"], {"AVAFORGE_GRPC_PORT": str(gateway_port)}),
         "workers": (["services.worker", "ingest", "track", "proposals", "via", "via_import", "dataset"], {}),
+        "trainer-service": (["services.trainer"], {"AVAFORGE_GRPC_PORT": str(gateway_port + 6)}),
+        "trainer-worker": (["services.worker", "train"], {}),
         "stage-services": (
             ["services.stage_rpc"],
             {"AVAFORGE_GRPC_PORT": str(gateway_port + 4), "AVAFORGE_METRICS_PORT": str(gateway_port + 5)},
