@@ -185,7 +185,12 @@ class WorkQueue:
                 )
             else:
                 log.warning(
-                    "%s item failed (delivery %d/%d), retrying: %s", stage, delivered, policy.max_deliver, exc
+                    "%s item failed (delivery %d/%d), retrying: %s",
+                    stage,
+                    delivered,
+                    policy.max_deliver,
+                    exc,
+                    extra={"job_id": payload.get("job", "")},
                 )
                 await msg.nak(delay=policy.delay(delivered))
             return 0
@@ -213,4 +218,10 @@ class WorkQueue:
         if on_dead is not None:
             await on_dead(record)
         await msg.term()
-        log.error("%s item dead-lettered after %d deliveries: %s", stage, delivered, error)
+        log.error(
+            "%s item dead-lettered after %d deliveries: %s",
+            stage,
+            delivered,
+            error,
+            extra={"job_id": payload.get("job", "")},
+        )

@@ -67,6 +67,10 @@ async def run(stages: list[str]) -> int:
                 metrics.items.labels(stage, "failed").inc()
                 raise
             metrics.items.labels(stage, "done").inc()
+            log.info(
+                f"{stage} item done",
+                extra={"job_id": payload.get("job", ""), "clip_id": payload.get("clip_id", "")},
+            )
 
         return handle
 

@@ -255,3 +255,37 @@ def test_cli_remote_mode(stack, videos: Path, tmp_path: Path, capsys) -> None:
     assert (tmp_path / "via" / "handshake_2p_1080p_2.6s.zip").exists()
     assert main(["remote", "--server", server, "jobs"]) == 0
     assert job_id in capsys.readouterr().out
+
+
+def test_gateway_metrics_and_restart_keep_jobs(s3, videos: Path, tmp_path: Path) -> None:
+    """Gateway RPCs are counted for Prometheus, and a new gateway process answers for jobs of the old one."""
+    import urllib.request
+
+    from avaforge.devstack.servers import free_port
+
+    _, store = s3
+    nats = nats_server(tmp_path / "nats").start()
+    mport = free_port()
+
+    async def main() -> tuple[str, str]:
+        queue = await WorkQueue.connect(f"nats://127.0.0.1:{nats.port}")
+        server, port = await start(queue, store, 0, metrics_port=mport)
+        client = GatewayClient(f"127.0.0.1:{port}", timeout_s=60)
+        job = await asyncio.to_thread(client.submit, [videos / "handshake_2p_1080p_2.6s.mp4"], ACTIONS)
+        await server.stop(1)  # the gateway goes away; its jobs live in JetStream KV
+        server, port = await start(queue, store, 0, metrics_port=0)
+        again = await asyncio.to_thread(GatewayClient(f"127.0.0.1:{port}", 60).get, job.job_id)
+        metrics = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics").read()
+        )
+        await server.stop(1)
+        await queue.close()
+        return again.job_id == job.job_id, metrics.decode()
+
+    try:
+        same, metrics = asyncio.run(asyncio.wait_for(main(), 120))
+    finally:
+        nats.stop()
+    assert same
+    assert 'avaforge_requests_total{rpc="SubmitJob",service="gateway"} 1.0' in metrics
+    assert 'avaforge_request_seconds_count{rpc="UploadVideo",service="gateway"}' in metrics

@@ -19,10 +19,19 @@ from services.gateway.servicer import Gateway
 NAME = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
 
 
-async def start(queue: WorkQueue, store: ArtifactStore, port: int, max_upload_mb: float = 2048):  # type: ignore[no-untyped-def]
+async def start(  # type: ignore[no-untyped-def]
+    queue: WorkQueue,
+    store: ArtifactStore,
+    port: int,
+    max_upload_mb: float = 2048,
+    metrics_port: int | None = None,
+):
+    servicer = Gateway(queue, store, max_upload_mb)
     return await start_aio(
-        [(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, Gateway(queue, store, max_upload_mb), NAME)],
+        [(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, servicer, NAME)],
         port,
+        service="gateway",
+        metrics_port=metrics_port,
     )
 
 

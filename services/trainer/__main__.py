@@ -23,6 +23,7 @@ async def main() -> None:
     server, _ = await start_aio(
         [(stages_pb2_grpc.add_TrainerServiceServicer_to_server, servicer, NAME)],
         int(os.environ.get("AVAFORGE_GRPC_PORT", "50056")),
+        service="trainer",
     )
     await run_until_signal(server, float(os.environ.get("AVAFORGE_GRACE_S", "30")))
     await queue.close()
