@@ -97,9 +97,12 @@ def _until(stub, job_id: str, states: set[int]) -> common_pb2.Job:  # type: igno
     return last
 
 
-def test_training_job_runs_and_stores_its_artifacts(trainer) -> None:
+def test_training_job_runs_and_stores_its_artifacts(trainer, videos: Path, tmp_path: Path) -> None:
     stub, dataset, store, read = trainer
-    job = stub.StartTraining(stages_pb2.StartTrainingRequest(dataset=dataset, preset="tiny", iters=3))
+    demo = ref_to_proto(store.put("videos", (videos / "handshake_2p_1080p_2.6s.mp4").read_bytes(), ".mp4"))
+    job = stub.StartTraining(
+        stages_pb2.StartTrainingRequest(dataset=dataset, preset="tiny", iters=3, demo_video=demo)
+    )
     done = _until(stub, job.job_id, {common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED})
     assert done.state == common_pb2.JOB_STATE_SUCCEEDED, done
     assert done.progress[0].done == 3 and done.progress[0].total == 3
@@ -108,6 +111,10 @@ def test_training_job_runs_and_stores_its_artifacts(trainer) -> None:
     assert math.isfinite(metrics["val"]["mAP@0.5IOU"])
     assert b"num_classes" in store.get(ArtifactRef(**result["config"]))
     assert store.exists(ArtifactRef(**result["checkpoint"])) and store.exists(ArtifactRef(**result["logs"]))
+    from avaforge.video.ffmpeg_run import count_frames
+
+    (tmp_path / "demo.mp4").write_bytes(store.get(ArtifactRef(**result["demo"])))
+    assert count_frames(str(tmp_path / "demo.mp4"), "demo") == 77
 
 
 def test_bad_requests_and_cancel(trainer) -> None:

@@ -73,6 +73,9 @@ class TrainerServicer(stages_pb2_grpc.TrainerServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if not exists:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"dataset {request.dataset.key} was not uploaded")
+        demo = ref_from_proto(request.demo_video) if request.HasField("demo_video") else None
+        if demo is not None and not self.store.exists(demo):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"demo video {demo.key} was not uploaded")
         job_id = uuid.uuid4().hex[:12]
         spec = {
             "job_id": job_id,
@@ -81,6 +84,7 @@ class TrainerServicer(stages_pb2_grpc.TrainerServiceServicer):
             "preset": request.preset,
             "iters": request.iters,
             "cancel": False,
+            "demo_video": demo.to_dict() if demo else None,
         }
         await jobs.put(self.queue, f"train.{job_id}", spec)
         await self.queue.submit("train", {"job": job_id}, msg_id=f"train.{job_id}")
@@ -157,4 +161,11 @@ async def train_item(ctx, p: dict[str, Any]) -> None:  # type: ignore[no-untyped
             "checkpoint": ctx.store.put("train", result.checkpoint.read_bytes(), ".pth").to_dict(),
             "logs": ctx.store.put("train", pack_tree(logs), ".tar").to_dict(),
         }
+        if spec.get("demo_video"):
+            from avaforge.trainer.demo_video import render_demo
+
+            video = ctx.cache.file(ArtifactRef(**spec["demo_video"]), ".mp4")
+            out = tmp / "demo.mp4"
+            await asyncio.to_thread(render_demo, result.checkpoint, video, out, work=tmp / "demo_work")
+            stored["demo"] = ctx.store.put("train", out.read_bytes(), ".mp4").to_dict()
         await jobs.put(ctx.queue, f"train.{job}.result", stored)
