@@ -14,10 +14,13 @@ Keys (dots separate, all under the job id):
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from avaforge.queue import WorkQueue
+from avaforge.v1 import common_pb2
 
 
 async def put(queue: WorkQueue, key: str, value: dict[str, Any]) -> None:
@@ -41,3 +44,24 @@ async def keys(queue: WorkQueue, prefix: str) -> list[str]:
         return sorted(k for k in await queue.jobs.keys() if k.startswith(prefix))
     except nats.js.errors.NoKeysError:
         return []
+
+
+TERMINAL_STATES = {
+    common_pb2.JOB_STATE_SUCCEEDED,
+    common_pb2.JOB_STATE_FAILED,
+    common_pb2.JOB_STATE_CANCELLED,
+}
+
+
+async def watch(current: Callable[[], Awaitable[Any]], poll_s: float = 0.3) -> AsyncIterator[Any]:
+    """Yield the job message each time it changes, until it reaches a terminal state."""
+    last = None
+    while True:
+        job = await current()
+        blob = job.SerializeToString(deterministic=True)
+        if blob != last:
+            last = blob
+            yield job
+        if job.state in TERMINAL_STATES:
+            return
+        await asyncio.sleep(poll_s)

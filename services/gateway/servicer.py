@@ -3,7 +3,6 @@ back from the job's KV facts (so it can restart without losing jobs)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -25,7 +24,6 @@ from services.common.convert import ref_from_proto, ref_to_proto
 
 CHUNK = 1 << 20
 _FILENAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,200}")
-TERMINAL = {common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED}
 
 
 class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
@@ -162,16 +160,8 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def WatchJob(self, request, context) -> AsyncIterator[common_pb2.Job]:  # type: ignore[no-untyped-def]
         await self._spec(request.job_id, context)
-        last = None
-        while True:
-            job = await self._job(request.job_id)
-            blob = job.SerializeToString(deterministic=True)
-            if blob != last:
-                last = blob
-                yield job
-            if job.state in TERMINAL:
-                return
-            await asyncio.sleep(0.3)
+        async for job in jobs.watch(lambda: self._job(request.job_id)):
+            yield job
 
     async def CancelJob(self, request, context):  # type: ignore[no-untyped-def]
         spec = await self._spec(request.job_id, context)

@@ -25,8 +25,6 @@ from avaforge.v1 import common_pb2, stages_pb2_grpc
 from services.common import jobs
 from services.common.convert import ref_from_proto
 
-TERMINAL = {common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED}
-
 
 async def training_job(queue: WorkQueue, job_id: str) -> common_pb2.Job:
     spec = await jobs.get(queue, f"train.{job_id}") or {}
@@ -92,16 +90,8 @@ class TrainerServicer(stages_pb2_grpc.TrainerServiceServicer):
 
     async def WatchTraining(self, request, context):  # type: ignore[no-untyped-def]
         await self._known(request.job_id, context)
-        last = None
-        while True:
-            job = await training_job(self.queue, request.job_id)
-            blob = job.SerializeToString(deterministic=True)
-            if blob != last:
-                last = blob
-                yield job
-            if job.state in TERMINAL:
-                return
-            await asyncio.sleep(0.3)
+        async for job in jobs.watch(lambda: training_job(self.queue, request.job_id)):
+            yield job
 
     async def CancelTraining(self, request, context):  # type: ignore[no-untyped-def]
         spec = await self._known(request.job_id, context)
