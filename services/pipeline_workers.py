@@ -7,10 +7,8 @@ tracker starts when every batch of a clip is in.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from avaforge.tracking.embedder import Embedder, make_embedder
 from services import stage_ops
 from services.common import jobs
 from services.common.artifacts import LocalCache
+from services.common.deployment import deployed_detect_settings
 
 FANOUT = 32  # frames per detect item: a multiple of the detector batch (8), see detect.batches_of
 
@@ -55,12 +54,7 @@ class Context:
         return cls(queue, store, LocalCache(store, cache_dir), {}, {})
 
     def detector(self, s: PipelineSettings) -> Detector:
-        detect_settings = s.detect
-        if detect_settings.backend == "triton" and os.environ.get("AVAFORGE_TRITON_URL"):
-            # where Triton runs is a fact of the deployment, not of the job
-            detect_settings = dataclasses.replace(
-                detect_settings, triton_url=os.environ["AVAFORGE_TRITON_URL"]
-            )
+        detect_settings = deployed_detect_settings(s.detect)
         key = json.dumps(vars(detect_settings), sort_keys=True)
         if key not in self._detectors:
             self._detectors[key] = make_detector(detect_settings)

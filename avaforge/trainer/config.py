@@ -13,10 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from mmengine.config import Config
 
 from avaforge.dataset_layout import SPLITS, DatasetLayout
 from avaforge.formats.ava_csv import read_rows
@@ -25,6 +24,9 @@ from avaforge.formats.pbtxt import read_pbtxt
 from avaforge.formats.proposals import read_proposals
 from avaforge.formats.timeline import FPS, RAWFRAME_TEMPLATE
 from avaforge.tracking.metrics import iou_matrix
+
+if TYPE_CHECKING:
+    from mmengine.config import Config
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 
@@ -356,6 +358,8 @@ def build_config(
             timestamp_end=facts.timestamp_end,
         ),
     )
+    from mmengine.config import Config  # lazy: the light services read PRESETS without the mm stack
+
     return Config(cfg)
 
 

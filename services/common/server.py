@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 
 from avaforge.formats.errors import FormatError
 from avaforge.storage import StorageError, StorageUnavailable
+from services.catalog import METRICS_PORT, STAGE_PORT
 
 
 class JsonFormatter(logging.Formatter):
@@ -151,10 +152,14 @@ def serve(
     reflection.enable_server_reflection(
         [*service_full_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    port = port if port is not None else int(os.environ.get("AVAFORGE_GRPC_PORT", "50051"))
+    port = port if port is not None else int(os.environ.get("AVAFORGE_GRPC_PORT", STAGE_PORT))
     bound = server.add_insecure_port(f"0.0.0.0:{port}")
     server.start()
-    mport = metrics_port if metrics_port is not None else int(os.environ.get("AVAFORGE_METRICS_PORT", "9100"))
+    mport = (
+        metrics_port
+        if metrics_port is not None
+        else int(os.environ.get("AVAFORGE_METRICS_PORT", METRICS_PORT))
+    )
     if metrics is not None and mport:
         start_http_server(mport, registry=metrics.registry)
     logging.getLogger(f"avaforge.{service_name}").info(f"{service_name} serving on port {bound}")

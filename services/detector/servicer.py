@@ -16,6 +16,7 @@ from avaforge.storage import ArtifactStore
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
 from services.common.artifacts import LocalCache
 from services.common.convert import ref_from_proto, ref_to_proto
+from services.common.deployment import deployed_detect_settings
 from services.common.server import Metrics, RpcError, rpc
 
 SERVICE = "detector"
@@ -32,6 +33,7 @@ class DetectorServicer(stages_pb2_grpc.DetectorServiceServicer):
         self._lock = threading.Lock()
 
     def _detector(self, settings: DetectSettings) -> Detector:
+        settings = deployed_detect_settings(settings)
         key = json.dumps(vars(settings), sort_keys=True)
         with self._lock:
             if key not in self._detectors:

@@ -1,7 +1,8 @@
 """``python -m services.gateway``: the gateway (grpc.aio) with health and reflection.
 
 Environment: AVAFORGE_NATS_URL, AVAFORGE_S3_*, AVAFORGE_GRPC_PORT (50050), AVAFORGE_MAX_UPLOAD_MB (2048),
-AVAFORGE_GRACE_S (30).
+AVAFORGE_GRACE_S (30), AVAFORGE_S3_CREATE_BUCKET (1: create the bucket at start, waiting up to
+AVAFORGE_S3_WAIT_S for the S3 server).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from avaforge.queue import WorkQueue
 from avaforge.storage import ArtifactStore, S3Store
 from avaforge.v1 import gateway_pb2, gateway_pb2_grpc
+from services.catalog import GATEWAY_PORT
 from services.common.aio_server import run_until_signal, start_aio
 from services.common.server import configure_logging
 from services.gateway.servicer import Gateway
@@ -37,11 +39,14 @@ async def start(  # type: ignore[no-untyped-def]
 
 async def main() -> None:
     configure_logging()
+    store = S3Store.from_env()
+    if os.environ.get("AVAFORGE_S3_CREATE_BUCKET") == "1":  # a fresh in-cluster MinIO has no bucket yet
+        await asyncio.to_thread(store.wait_ready, float(os.environ.get("AVAFORGE_S3_WAIT_S", "120")))
     queue = await WorkQueue.connect(os.environ.get("AVAFORGE_NATS_URL", "nats://127.0.0.1:4222"))
     server, _ = await start(
         queue,
-        S3Store.from_env(),
-        int(os.environ.get("AVAFORGE_GRPC_PORT", "50050")),
+        store,
+        int(os.environ.get("AVAFORGE_GRPC_PORT", GATEWAY_PORT)),
         float(os.environ.get("AVAFORGE_MAX_UPLOAD_MB", "2048")),
     )
     await run_until_signal(server, float(os.environ.get("AVAFORGE_GRACE_S", "30")))

@@ -9,6 +9,7 @@ import os
 from avaforge.queue import WorkQueue
 from avaforge.storage import S3Store
 from avaforge.v1 import stages_pb2, stages_pb2_grpc
+from services.catalog import TRAINER_PORT
 from services.common.aio_server import run_until_signal, start_aio
 from services.common.server import configure_logging
 from services.trainer.service import TrainerServicer
@@ -22,7 +23,7 @@ async def main() -> None:
     servicer = TrainerServicer(queue, S3Store.from_env())
     server, _ = await start_aio(
         [(stages_pb2_grpc.add_TrainerServiceServicer_to_server, servicer, NAME)],
-        int(os.environ.get("AVAFORGE_GRPC_PORT", "50056")),
+        int(os.environ.get("AVAFORGE_GRPC_PORT", TRAINER_PORT)),
         service="trainer",
     )
     await run_until_signal(server, float(os.environ.get("AVAFORGE_GRACE_S", "30")))
