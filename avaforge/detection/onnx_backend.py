@@ -7,7 +7,7 @@ import ast
 import numpy as np
 import onnxruntime as ort
 
-from avaforge.detection.model_files import file_digest, onnx_model, resolve_weights
+from avaforge.detection.model_files import detector_model
 from avaforge.detection.prepost import postprocess, preprocess
 from avaforge.settings import DetectSettings
 
@@ -15,9 +15,7 @@ from avaforge.settings import DetectSettings
 class OnnxDetector:
     def __init__(self, settings: DetectSettings) -> None:
         self.settings = settings
-        weights = resolve_weights(settings.weights)
-        self.model_path = onnx_model(weights, settings.imgsz)
-        self.model_version = f"{weights.name}:{file_digest(weights)[:16]}"
+        self.model_path, self.model_version = detector_model(settings.weights, settings.imgsz)
         providers = [
             p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
         ]
