@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export YOLO_OFFLINE := 1
 
-.PHONY: install test lint format relock clean demo bench bench-train learning-check up down protos
+.PHONY: install test lint format relock clean demo bench bench-train learning-check up down protos \
+	k8s-validate k8s-manifests image-requirements images push-images image-cpu-local
 
 install:  ## create .venv with everything pinned (apt ffmpeg, torch, mm stack, pipeline packages)
 	@bash scripts/install.sh
@@ -34,6 +35,34 @@ down:  ## stop what make up started
 
 protos: install  ## regenerate the gRPC stubs (avaforge/v1/, not committed) from protos/avaforge/v1/*.proto
 	@bash scripts/gen_protos.sh
+
+k8s-validate: install  ## render every kustomize overlay, validate strictly (Kubernetes + KEDA schemas), hadolint
+	$(PY) scripts/render_k8s_base.py --check
+	$(PY) scripts/image_requirements.py --check
+	$(PY) scripts/k8s_validate.py
+	$(VENV)/bin/hadolint docker/cpu.Dockerfile docker/gpu.Dockerfile
+
+k8s-manifests: install  ## regenerate deploy/k8s/base/services.yaml from services/catalog.py
+	$(PY) scripts/render_k8s_base.py
+
+image-requirements: install  ## regenerate requirements/image-{cpu,gpu,build}.txt from the pinned environment
+	$(PY) scripts/image_requirements.py
+
+# Images for a cluster: make images push-images REGISTRY=registry.example.com/avaforge [CONTAINER=podman]
+CONTAINER ?= docker
+REGISTRY ?= localhost:5000
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+images:  ## build the GPU image (models exported in its build stage), then the CPU image from it
+	$(CONTAINER) build -f docker/gpu.Dockerfile -t $(REGISTRY)/avaforge-gpu:$(VERSION) .
+	$(CONTAINER) build -f docker/cpu.Dockerfile --build-arg MODELS_IMAGE=$(REGISTRY)/avaforge-gpu:$(VERSION) \
+		-t $(REGISTRY)/avaforge-cpu:$(VERSION) .
+
+push-images:
+	$(CONTAINER) push $(REGISTRY)/avaforge-gpu:$(VERSION)
+	$(CONTAINER) push $(REGISTRY)/avaforge-cpu:$(VERSION)
+
+image-cpu-local: install  ## build the CPU image here (mmdebstrap base, podman, no network) and run a job through it
+	@bash scripts/image_local.sh
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,193 @@
+"""Write deploy/k8s/base/services.yaml: a Deployment, a Service and a PodDisruptionBudget for every entry of
+services/catalog.py, so the manifests cannot drift from the code (commands, images, gRPC ports).
+
+    .venv/bin/python scripts/render_k8s_base.py [--check]      (make k8s-manifests)
+
+Hand-written parts (infrastructure, policies, overlays) live beside it; tests/test_deploy_k8s.py fails when
+this file is stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.catalog import DEPLOYABLES, METRICS_PORT, Deployable  # noqa: E402
+
+OUT = ROOT / "deploy" / "k8s" / "base" / "services.yaml"
+S3_SECRET = "avaforge-s3"  # created by the operator (README "Run on Kubernetes"), never rendered here
+S3_KEYS = ("access-key", "secret-key")
+TRITON_CLIENTS = {"detector", "worker-detect"}
+
+# requests / limits: cpu, memory. Workers that decode video or run models get more; APIs are thin.
+RESOURCES: dict[str, tuple[str, str, str, str]] = {
+    "gateway": ("250m", "512Mi", "2", "2Gi"),
+    "detector": ("250m", "1Gi", "2", "2Gi"),
+    "trainer": ("100m", "256Mi", "1", "1Gi"),
+    "worker-ingest": ("1", "1Gi", "4", "4Gi"),
+    "worker-detect": ("500m", "1Gi", "2", "2Gi"),
+    "worker-track": ("1", "2Gi", "2", "4Gi"),
+    "worker-dataset": ("500m", "1Gi", "2", "4Gi"),
+    "worker-train": ("4", "16Gi", "8", "32Gi"),
+}
+DEFAULT_RESOURCES = ("250m", "512Mi", "1", "1Gi")
+GRACE_S = {"worker-train": 300, "worker-ingest": 120, "worker-dataset": 120}  # finish the item in hand
+
+
+def labels(d: Deployable) -> dict[str, str]:
+    out = {
+        "app.kubernetes.io/name": d.name,
+        "app.kubernetes.io/part-of": "avaforge",
+        "app.kubernetes.io/component": "worker" if d.name.startswith("worker-") else "api",
+        "avaforge.io/client": "true",  # may reach NATS and S3 (NetworkPolicies)
+    }
+    if d.name in TRITON_CLIENTS:
+        out["avaforge.io/triton-client"] = "true"
+    return out
+
+
+def selector(d: Deployable) -> dict[str, str]:
+    return {"app.kubernetes.io/name": d.name, "app.kubernetes.io/part-of": "avaforge"}
+
+
+def container(d: Deployable) -> dict[str, Any]:
+    cpu_req, mem_req, cpu_lim, mem_lim = RESOURCES.get(d.name, DEFAULT_RESOURCES)
+    env = [
+        {"name": "AVAFORGE_GRPC_PORT", "value": str(d.grpc_port)},
+        {"name": "AVAFORGE_METRICS_PORT", "value": str(METRICS_PORT)},
+        *({"name": k, "value": v} for k, v in sorted(d.env.items())),
+        *(
+            {
+                "name": f"AVAFORGE_S3_{key.upper().replace('-', '_')}",
+                "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": key}},
+            }
+            for key in S3_KEYS
+        ),
+    ]
+    probe = {"grpc": {"port": d.grpc_port}}
+    return {
+        "name": d.name,
+        "image": f"avaforge-{d.image}",
+        "imagePullPolicy": "IfNotPresent",
+        "command": d.command,
+        "env": env,
+        "envFrom": [{"configMapRef": {"name": "settings"}}],
+        "ports": [
+            {"name": "grpc", "containerPort": d.grpc_port, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
+        # startup: models load and S3/NATS connect before the health service answers
+        "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 36},
+        "readinessProbe": {**probe, "periodSeconds": 10, "timeoutSeconds": 3},
+        "livenessProbe": {**probe, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 3},
+        "resources": {
+            "requests": {"cpu": cpu_req, "memory": mem_req},
+            "limits": {"cpu": cpu_lim, "memory": mem_lim},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "cache", "mountPath": "/var/cache/avaforge"},
+        ],
+    }
+
+
+def deployment(d: Deployable) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": d.name, "labels": labels(d)},
+        "spec": {
+            "replicas": 1,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector(d)},
+            "template": {
+                "metadata": {
+                    "labels": labels(d),
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(METRICS_PORT),
+                    },
+                },
+                "spec": {
+                    "serviceAccountName": "services",
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": GRACE_S.get(d.name, 45),
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "fsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container(d)],
+                    "volumes": [
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+                        {"name": "cache", "emptyDir": {"sizeLimit": "20Gi"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def service(d: Deployable) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": d.name, "labels": labels(d)},
+        "spec": {
+            "selector": selector(d),
+            "ports": [
+                {"name": "grpc", "port": d.grpc_port, "targetPort": "grpc", "appProtocol": "grpc"},
+                {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"},
+            ],
+        },
+    }
+
+
+def pdb(d: Deployable) -> dict[str, Any]:
+    # maxUnavailable, not minAvailable: a single replica must not block node drains
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": d.name, "labels": labels(d)},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(d)}},
+    }
+
+
+def render() -> str:
+    docs = [doc for d in DEPLOYABLES for doc in (deployment(d), service(d), pdb(d))]
+    head = "# Generated from services/catalog.py by scripts/render_k8s_base.py (make k8s-manifests).\n"
+    return head + yaml.safe_dump_all(docs, sort_keys=False, width=120)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--check", action="store_true", help="fail if the committed file differs")
+    args = parser.parse_args()
+    text = render()
+    if args.check:
+        if not OUT.exists() or OUT.read_text() != text:
+            print(f"{OUT} is stale: run make k8s-manifests", file=sys.stderr)
+            return 1
+        return 0
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(text)
+    print(f"{OUT}: {len(DEPLOYABLES)} services")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

