@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export YOLO_OFFLINE := 1
 
 .PHONY: install test lint format relock clean demo bench bench-train learning-check up down protos \
-	k8s-validate k8s-manifests image-requirements images push-images image-cpu-local
+	k8s-validate k8s-manifests image-requirements images push-images image-cpu-local image-gpu-local
 
 install:  ## create .venv with everything pinned (apt ffmpeg, torch, mm stack, pipeline packages)
 	@bash scripts/install.sh
@@ -62,7 +62,10 @@ push-images:
 	$(CONTAINER) push $(REGISTRY)/avaforge-cpu:$(VERSION)
 
 image-cpu-local: install  ## build the CPU image here (mmdebstrap base, podman, no network) and run a job through it
-	@bash scripts/image_local.sh
+	@bash scripts/image_local.sh cpu
+
+image-gpu-local: install  ## the same for both images (GPU image ~12 GB of disk, ~15 min); e2e also trains
+	@bash scripts/image_local.sh gpu
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -17,9 +17,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /src
-COPY docker/wheelhouse /wheels
 COPY requirements/image-build.txt requirements/image-cpu.txt requirements/
-RUN python3 -m venv /opt/tools \
+# docker/wheelhouse is bind-mounted, not copied: offline builds do not carry the wheels in a layer
+RUN --mount=type=bind,source=docker/wheelhouse,target=/wheels \
+    python3 -m venv /opt/tools \
     && /opt/tools/bin/pip install --no-cache-dir --no-deps -r requirements/image-build.txt \
     && python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps -r requirements/image-cpu.txt
