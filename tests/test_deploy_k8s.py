@@ -160,6 +160,22 @@ def test_every_pod_meets_the_restricted_pod_security_standard(overlay, rendered)
             assert c.get("resources", {}).get("limits"), where
 
 
+@pytest.mark.parametrize(("overlay", "flavor"), [("dev", "cpu"), ("gpu", "gpu"), ("gpu-hpa", "gpu")])
+def test_triton_gets_its_model_repository_from_the_image(overlay, flavor, rendered) -> None:  # type: ignore[no-untyped-def]
+    spec = _get(rendered[overlay], "Deployment", PREFIX + "triton")["spec"]["template"]["spec"]
+    (init,) = spec["initContainers"]
+    assert init["image"].endswith(f"/avaforge-cpu:{VERSION}")
+    config = init["command"][-2]
+    # docker/*.Dockerfile: COPY deploy/triton /opt/avaforge/triton
+    assert config == f"/opt/avaforge/triton/{flavor}/person_detector/config.pbtxt"
+    assert (ROOT / "deploy" / "triton" / config.removeprefix("/opt/avaforge/triton/")).is_file()
+    (triton,) = spec["containers"]
+    assert "--model-repository=/models" in triton["command"]
+    gpus = triton["resources"]["limits"].get("nvidia.com/gpu")
+    assert gpus == ("1" if flavor == "gpu" else None)
+    assert _settings(rendered[overlay])["AVAFORGE_TRITON_URL"] == f"{PREFIX}triton:8001"
+
+
 # --- addresses, secrets, images ---------------------------------------------------------------------
 
 

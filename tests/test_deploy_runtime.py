@@ -121,3 +121,32 @@ def test_the_deployment_decides_where_detection_runs() -> None:
     )  # the URL alone changes nothing
     with pytest.raises(ValueError, match="AVAFORGE_DETECT_BACKEND='tensorrt'"):
         deployed_detect_settings(job, {"AVAFORGE_DETECT_BACKEND": "tensorrt"})
+
+
+def _model_config(flavor: str):  # type: ignore[no-untyped-def]
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    text = (ROOT / "deploy" / "triton" / flavor / "person_detector" / "config.pbtxt").read_text()
+    return text_format.Parse(text, model_config_pb2.ModelConfig())  # Triton's own schema: typos fail here
+
+
+def test_triton_model_configs_parse_and_agree_on_the_interface() -> None:
+    configs = {f: _model_config(f) for f in ("local", "cpu", "gpu")}
+    interface = {
+        f: ([(t.name, t.data_type, list(t.dims)) for t in (*m.input, *m.output)], m.max_batch_size, m.name)
+        for f, m in configs.items()
+    }
+    assert interface["local"] == interface["cpu"] == interface["gpu"]
+    kinds = {f: {g.kind for g in m.instance_group} for f, m in configs.items()}
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    assert kinds["gpu"] == {mc.ModelInstanceGroup.KIND_GPU} and kinds["cpu"] == {
+        mc.ModelInstanceGroup.KIND_CPU
+    }
+    gpu = configs["gpu"]
+    assert gpu.platform == "onnxruntime_onnx" and configs["cpu"].platform == "onnxruntime_onnx"
+    assert list(gpu.dynamic_batching.preferred_batch_size) == [8, 16]
+    assert max(gpu.dynamic_batching.preferred_batch_size) <= gpu.max_batch_size
+    (trt,) = gpu.optimization.execution_accelerators.gpu_execution_accelerator
+    assert trt.name == "tensorrt" and trt.parameters["precision_mode"] == "FP16"
