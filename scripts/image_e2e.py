@@ -75,13 +75,13 @@ def main() -> int:
     creds = S3Credentials("imagecheck", secrets.token_urlsafe(16))
     nats = nats_server(state, free_port()).start()
     s3 = s3_server(state, creds, free_port()).start()
-    S3Store(f"127.0.0.1:{s3.port}", creds.access_key, creds.secret_key).wait_ready()
     env = {
         "AVAFORGE_NATS_URL": f"nats://127.0.0.1:{nats.port}",
         "AVAFORGE_S3_ENDPOINT": f"127.0.0.1:{s3.port}",
         "AVAFORGE_S3_ACCESS_KEY": creds.access_key,
         "AVAFORGE_S3_SECRET_KEY": creds.secret_key,
         "AVAFORGE_METRICS_PORT": "0",  # host network: no two containers on one metrics port
+        "AVAFORGE_S3_CREATE_BUCKET": "1",  # as in the overlays: the gateway makes the bucket of a fresh S3
     }
     started: dict[str, int] = {}
     t0 = time.monotonic()

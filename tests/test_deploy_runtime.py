@@ -5,6 +5,7 @@ override."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,41 @@ def test_triton_model_configs_parse_and_agree_on_the_interface() -> None:
     assert max(gpu.dynamic_batching.preferred_batch_size) <= gpu.max_batch_size
     (trt,) = gpu.optimization.execution_accelerators.gpu_execution_accelerator
     assert trt.name == "tensorrt" and trt.parameters["precision_mode"] == "FP16"
+
+
+def test_gateway_process_creates_its_bucket_when_asked(s3, tmp_path: Path) -> None:
+    """As in the dev overlay: a fresh MinIO has no bucket; the gateway (AVAFORGE_S3_CREATE_BUCKET=1) makes it
+    before it serves, and reports SERVING to the probe the image's HEALTHCHECK runs."""
+    from avaforge.devstack.servers import free_port, nats_server, wait_port
+    from avaforge.storage import S3Store
+    from tests.conftest import CREDS
+
+    server, _ = s3
+    nats = nats_server(tmp_path / "nats").start()
+    port = free_port()
+    bucket = "fresh-" + tmp_path.name[-8:].lower().replace("_", "-")
+    env = {
+        **os.environ,
+        "AVAFORGE_NATS_URL": f"nats://127.0.0.1:{nats.port}",
+        "AVAFORGE_S3_ENDPOINT": f"127.0.0.1:{server.port}",
+        "AVAFORGE_S3_ACCESS_KEY": CREDS.access_key,
+        "AVAFORGE_S3_SECRET_KEY": CREDS.secret_key,
+        "AVAFORGE_S3_BUCKET": bucket,
+        "AVAFORGE_S3_CREATE_BUCKET": "1",
+        "AVAFORGE_GRPC_PORT": str(port),
+        "AVAFORGE_METRICS_PORT": "0",
+    }
+    store = S3Store(f"127.0.0.1:{server.port}", CREDS.access_key, CREDS.secret_key, bucket)
+    assert not store.client.bucket_exists(bucket)
+    proc = subprocess.Popen([sys.executable, "-m", "services.gateway"], env=env, cwd=ROOT)
+    try:
+        wait_port(port, 60, proc)
+        probe = subprocess.run(
+            [sys.executable, "-m", "services.common.probe", str(port)], capture_output=True
+        )
+        assert probe.returncode == 0
+        assert store.client.bucket_exists(bucket)
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0  # SIGTERM: graceful stop
+        nats.stop()
