@@ -17,6 +17,10 @@ class UltralyticsDetector:
         weights = resolve_weights(settings.weights)
         self.model = YOLO(str(weights))
         self.model_version = f"{weights.name}:{file_digest(weights)[:16]}"
+        import torch
+
+        # the GPU image runs this backend in-process on its GPU when Triton is not wanted
+        self.device = "cuda:0" if torch.cuda.is_available() else "cpu"
 
     def detect(self, images: list[np.ndarray]) -> list[np.ndarray]:
         if not images:
@@ -29,13 +33,15 @@ class UltralyticsDetector:
             iou=s.iou,
             classes=[0],
             max_det=s.max_det,
-            device="cpu",
+            device=self.device,
             verbose=False,
         )
         out = []
         for r in results:
             boxes = r.boxes
             out.append(
-                np.concatenate([boxes.xyxy.numpy(), boxes.conf.numpy()[:, None]], axis=1).astype(np.float64)
+                np.concatenate([boxes.xyxy.cpu().numpy(), boxes.conf.cpu().numpy()[:, None]], axis=1).astype(
+                    np.float64
+                )
             )
         return out
