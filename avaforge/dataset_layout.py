@@ -40,6 +40,16 @@ class DatasetLayout:
     def frame_dir(self, video_id: str) -> Path:
         return self.rawframes / video_id
 
+    def content_files(self) -> list[Path]:
+        """Relative paths of the files that depend only on the input and settings, so two builds of the same
+        input must match byte for byte: all but report/ (it names its folder) and provenance.json (it records
+        whether labels were machine-made)."""
+        return [
+            p.relative_to(self.root)
+            for p in sorted(self.root.rglob("*"))
+            if p.is_file() and p.relative_to(self.root).parts[0] != "report" and p.name != "provenance.json"
+        ]
+
     @classmethod
     def find(cls, path: str | Path) -> DatasetLayout:
         """A dataset root, or a folder holding the annotation files directly (as the seed leaves them)."""

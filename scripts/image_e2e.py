@@ -31,6 +31,7 @@ import grpc  # noqa: E402
 
 from avaforge.archive import pack_tree  # noqa: E402
 from avaforge.client import GatewayClient  # noqa: E402
+from avaforge.dataset_layout import DatasetLayout  # noqa: E402
 from avaforge.devstack.servers import S3Credentials, free_port, nats_server, s3_server, wait_port  # noqa: E402
 from avaforge.formats.actions import ActionList  # noqa: E402
 from avaforge.runner import autolabel_workdir, build, import_finished, prepare  # noqa: E402
@@ -132,14 +133,13 @@ def main() -> int:
             raise RuntimeError(f"build: {common_pb2.JobState.Name(done.state)}: {done.error}")
         served = client.download_dataset(job.job_id, state / "served_dataset")
         client.close()
-        compared, differ = 0, []
-        for path in sorted(embedded.rglob("*")):
-            rel = path.relative_to(embedded)
-            if path.is_dir() or rel.parts[0] == "report" or rel.name == "provenance.json":
-                continue  # the report names its folder; provenance marks autolabel's labels as machine-made
-            compared += 1
-            if not (served / rel).is_file() or (served / rel).read_bytes() != path.read_bytes():
-                differ.append(str(rel))
+        files = DatasetLayout(embedded).content_files()
+        compared = len(files)
+        differ = [
+            str(rel)
+            for rel in files
+            if not (served / rel).is_file() or (served / rel).read_bytes() != (embedded / rel).read_bytes()
+        ]
         print(
             f"dataset built through the containers in {time.monotonic() - t1:.1f} s: {compared} files "
             f"compared with the embedded runner, {len(differ)} differ {differ[:5]}"

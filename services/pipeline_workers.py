@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from avaforge.archive import pack_tree
-from avaforge.detection import Detector, make_detector
+from avaforge.detection import Detector
 from avaforge.formats.actions import ActionList
 from avaforge.formats.proposals import read_proposals
 from avaforge.queue import WorkQueue
@@ -32,7 +31,7 @@ from avaforge.tracking.embedder import Embedder, make_embedder
 from services import stage_ops
 from services.common import jobs
 from services.common.artifacts import LocalCache
-from services.common.deployment import deployed_detect_settings
+from services.common.deployment import DetectorPool
 
 FANOUT = 32  # frames per detect item: a multiple of the detector batch (8), see detect.batches_of
 
@@ -46,19 +45,15 @@ class Context:
     queue: WorkQueue
     store: ArtifactStore
     cache: LocalCache
-    _detectors: dict[str, Detector]
+    detectors: DetectorPool
     _embedders: dict[str, Embedder]
 
     @classmethod
     def create(cls, queue: WorkQueue, store: ArtifactStore, cache_dir: Path) -> Context:
-        return cls(queue, store, LocalCache(store, cache_dir), {}, {})
+        return cls(queue, store, LocalCache(store, cache_dir), DetectorPool(), {})
 
     def detector(self, s: PipelineSettings) -> Detector:
-        detect_settings = deployed_detect_settings(s.detect)
-        key = json.dumps(vars(detect_settings), sort_keys=True)
-        if key not in self._detectors:
-            self._detectors[key] = make_detector(detect_settings)
-        return self._detectors[key]
+        return self.detectors.get(s.detect)
 
     def embedder(self, s: PipelineSettings) -> Embedder:
         if s.track.embedder not in self._embedders:

@@ -179,11 +179,15 @@ def test_triton_gets_its_model_repository_from_the_image(overlay, flavor, render
 # --- addresses, secrets, images ---------------------------------------------------------------------
 
 
-def _settings(res: list[dict[str, Any]]) -> dict[str, str]:
+def _settings_configmap(res: list[dict[str, Any]]) -> dict[str, Any]:
     (cm,) = [
         r for r in res if r["kind"] == "ConfigMap" and r["metadata"]["name"].startswith(PREFIX + "settings")
     ]
-    return cm["data"]
+    return cm
+
+
+def _settings(res: list[dict[str, Any]]) -> dict[str, str]:
+    return _settings_configmap(res)["data"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -206,11 +210,7 @@ def test_addresses_in_the_settings_point_at_rendered_services(overlay, rendered)
     # every pod gets the settings and the S3 credentials from the one Secret the operator creates
     for d in catalog.DEPLOYABLES:
         (c,) = _get(res, "Deployment", PREFIX + d.name)["spec"]["template"]["spec"]["containers"]
-        assert c["envFrom"] == [{"configMapRef": {"name": _cm_name(res)}}]
-
-
-def _cm_name(res: list[dict[str, Any]]) -> str:
-    return next(r["metadata"]["name"] for r in res if r["kind"] == "ConfigMap")
+        assert c["envFrom"] == [{"configMapRef": {"name": _settings_configmap(res)["metadata"]["name"]}}]
 
 
 def test_no_secret_in_the_repository_carries_a_value(rendered) -> None:  # type: ignore[no-untyped-def]

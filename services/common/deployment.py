@@ -9,12 +9,16 @@ backends give the same boxes (tests/test_triton_backend.py), so the override doe
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import threading
 from collections.abc import Mapping
+from typing import get_args, get_type_hints
 
+from avaforge.detection import Detector, make_detector
 from avaforge.settings import DetectSettings
 
-BACKENDS = ("onnx", "ultralytics", "triton")
+BACKENDS = get_args(get_type_hints(DetectSettings)["backend"])
 
 
 def deployed_detect_settings(s: DetectSettings, env: Mapping[str, str] = os.environ) -> DetectSettings:
@@ -25,3 +29,20 @@ def deployed_detect_settings(s: DetectSettings, env: Mapping[str, str] = os.envi
     if backend == "triton" and env.get("AVAFORGE_TRITON_URL"):
         s = dataclasses.replace(s, triton_url=env["AVAFORGE_TRITON_URL"])
     return s
+
+
+class DetectorPool:
+    """One detector per distinct (deployed) settings for the life of a process: models load once, and the
+    queue workers and the detector gRPC service share the same rule for which detector a job gets."""
+
+    def __init__(self) -> None:
+        self._by_settings: dict[str, Detector] = {}
+        self._lock = threading.Lock()  # the gRPC service calls from its thread pool
+
+    def get(self, settings: DetectSettings) -> Detector:
+        settings = deployed_detect_settings(settings)
+        key = json.dumps(vars(settings), sort_keys=True)
+        with self._lock:
+            if key not in self._by_settings:
+                self._by_settings[key] = make_detector(settings)
+            return self._by_settings[key]

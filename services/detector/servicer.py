@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import grpc
 
-from avaforge.detection import Detector, make_detector
 from avaforge.formats.timeline import rawframe_name
-from avaforge.settings import DetectSettings, PipelineSettings
+from avaforge.settings import PipelineSettings
 from avaforge.stages.detect import detect_clip
 from avaforge.storage import ArtifactStore
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
 from services.common.artifacts import LocalCache
 from services.common.convert import ref_from_proto, ref_to_proto
-from services.common.deployment import deployed_detect_settings
+from services.common.deployment import DetectorPool
 from services.common.server import Metrics, RpcError, rpc
 
 SERVICE = "detector"
@@ -29,16 +27,7 @@ class DetectorServicer(stages_pb2_grpc.DetectorServiceServicer):
     def __init__(self, store: ArtifactStore, cache_dir: Path) -> None:
         self.store = store
         self.cache = LocalCache(store, cache_dir)
-        self._detectors: dict[str, Detector] = {}
-        self._lock = threading.Lock()
-
-    def _detector(self, settings: DetectSettings) -> Detector:
-        settings = deployed_detect_settings(settings)
-        key = json.dumps(vars(settings), sort_keys=True)
-        with self._lock:
-            if key not in self._detectors:
-                self._detectors[key] = make_detector(settings)
-            return self._detectors[key]
+        self.detectors = DetectorPool()
 
     @rpc(SERVICE, METRICS, "DetectBatch")
     def DetectBatch(self, request: stages_pb2.DetectBatchRequest, context: grpc.ServicerContext):  # type: ignore[no-untyped-def]
@@ -52,7 +41,7 @@ class DetectorServicer(stages_pb2_grpc.DetectorServiceServicer):
         missing = [f for f in frames if f < 1 or not (folder / rawframe_name(f)).exists()]
         if missing:
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"frames {missing[:5]} are not in the clip")
-        dets = detect_clip(folder, frames, self._detector(settings.detect), settings.detect.batch)
+        dets = detect_clip(folder, frames, self.detectors.get(settings.detect), settings.detect.batch)
         stored = self.store.put("detections", dets.to_bytes(), ".npz")
         METRICS.items.labels(SERVICE, "done").inc()
         return stages_pb2.DetectBatchResponse(
