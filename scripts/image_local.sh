@@ -75,6 +75,9 @@ log "build $IMAGE (network none)"
 start=$(date +%s)
 "${PODMAN[@]}" "${BUILD[@]}" -f docker/cpu.Dockerfile --build-arg MODELS_IMAGE="$MODELS" -t "$IMAGE" .
 log "built in $(( $(date +%s) - start )) s: $("${PODMAN[@]}" image inspect "$IMAGE" --format '{{.Size}}') bytes"
+# A rebuild leaves the tag's previous image (1.4 GB, 7.4 GB for the GPU one) dangling; drop those so that
+# repeated runs do not fill the disk.
+"${PODMAN[@]}" image prune -f >/dev/null
 
 IMAGE="$IMAGE" bash scripts/image_check.sh 2> >(grep -v "systemd connection" >&2)  # no systemd here: timers off
 if [[ "$MODE" == gpu ]]; then

@@ -56,6 +56,19 @@ if [[ "$RELOCK" -eq 0 && "${FORCE:-0}" != 1 && -x "$VENV/bin/python" && -f "$STA
 fi
 
 # --- 3. venv -------------------------------------------------------------------------------------
+# A fresh venv takes about 7 GB (torch's CUDA build and its nvidia-* wheels, unpacked in place). Say so
+# before pip starts, instead of failing halfway with ENOSPC and a half-written venv.
+if [[ ! -x "$VENV/bin/python" ]]; then
+    NEED_GB="${AVAFORGE_MIN_FREE_GB:-9}"
+    VENV_PARENT="$(dirname "$(realpath -m "$VENV")")"
+    mkdir -p "$VENV_PARENT"
+    FREE_GB=$(( $(df -Pk "$VENV_PARENT" | awk 'NR==2 {print $4}') / 1024 / 1024 ))
+    if (( FREE_GB < NEED_GB )); then
+        log "not enough disk for a new venv at $VENV: ${FREE_GB} GB free on $VENV_PARENT, ${NEED_GB} GB needed" \
+            "(torch's CUDA build and its nvidia-* wheels); free some space or set VENV to a larger filesystem"
+        exit 1
+    fi
+fi
 if [[ ! -x "$VENV/bin/python" ]]; then
     log "creating venv $VENV with $PYTHON"
     "$PYTHON" -m venv "$VENV"
