@@ -3,7 +3,6 @@ autolabelled finished projects, build, download the dataset: its AVA files and r
 to the embedded runner's on the same input and settings. Bad requests get clear status codes."""
 
 import asyncio
-import threading
 from pathlib import Path
 
 import grpc
@@ -19,6 +18,7 @@ from avaforge.settings import PipelineSettings
 from avaforge.v1 import common_pb2, gateway_pb2
 from services.gateway.__main__ import start
 from services.pipeline_workers import HANDLERS, Context, record_failure
+from tests.stage_workers import LoopThread, start_stage_workers
 
 pytestmark = pytest.mark.slow
 ACTIONS = {"groups": {"body": ["stand", "walk"], "hands": ["wave"]}}
@@ -31,46 +31,31 @@ def stack(s3, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     _, store = s3
     tmp = tmp_path_factory.mktemp("gateway")
     nats = nats_server(tmp / "nats").start()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    state: dict = {}
+    url = f"nats://127.0.0.1:{nats.port}"
+    background = LoopThread()
 
-    async def serve() -> None:
-        url = f"nats://127.0.0.1:{nats.port}"
+    async def up():  # type: ignore[no-untyped-def]
         queue = await WorkQueue.connect(url)
         ctx = Context.create(queue, store, tmp / "cache")
-        state["stop"] = asyncio.Event()
-        tasks = []
-        for stage in HANDLERS:
-            q = await WorkQueue.connect(url)
-            tasks.append(
-                asyncio.create_task(
-                    q.work(
-                        stage,
-                        lambda p, s=stage: HANDLERS[s](ctx, p),
-                        state["stop"],
-                        POLICY,
-                        0.2,
-                        on_dead=lambda d: record_failure(queue, d),
-                    )
-                )
-            )
+        stop = asyncio.Event()
+        workers = await start_stage_workers(
+            url, ctx, HANDLERS, stop, POLICY, on_dead=lambda d: record_failure(queue, d)
+        )
         server, port = await start(queue, store, 0, max_upload_mb=3)
-        state["port"] = port
-        ready.set()
-        await state["stop"].wait()
-        await asyncio.gather(*tasks)
+        return stop, workers, server, port
+
+    stop, workers, server, port = background.run(up())
+    client = GatewayClient(f"127.0.0.1:{port}", timeout_s=300)
+    yield client, tmp, {"nats": nats}
+    client.close()
+
+    async def down() -> None:
+        stop.set()
+        await asyncio.gather(*(task for _, task in workers))
         await server.stop(1)
 
-    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
-    thread.start()
-    assert ready.wait(60)
-    client = GatewayClient(f"127.0.0.1:{state['port']}", timeout_s=300)
-    state["nats"] = nats
-    yield client, tmp, state
-    client.close()
-    loop.call_soon_threadsafe(state["stop"].set)
-    thread.join(60)
+    background.run(down())
+    background.close()
     nats.stop()
 
 

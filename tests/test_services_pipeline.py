@@ -14,7 +14,8 @@ from avaforge.runner import prepare
 from avaforge.settings import PipelineSettings
 from avaforge.storage import ArtifactRef
 from services.common import jobs
-from services.pipeline_workers import HANDLERS, Context
+from services.pipeline_workers import Context
+from tests.stage_workers import start_stage_workers
 
 pytestmark = pytest.mark.slow
 ACTIONS = {"groups": {"body": ["stand", "walk"], "hands": ["wave"]}}
@@ -33,24 +34,8 @@ def test_queue_workers_produce_the_embedded_runners_bytes(s3, videos: Path, tmp_
         queue = await WorkQueue.connect(url)
         ctx = Context.create(queue, store, tmp_path / "cache")
         stop = asyncio.Event()
-        workers = []
-        for stage, count in (("ingest", 1), ("detect", 2), ("track", 1), ("proposals", 1), ("via", 1)):
-            for _ in range(count):
-                q = await WorkQueue.connect(url)
-                workers.append(
-                    (
-                        q,
-                        asyncio.create_task(
-                            q.work(
-                                stage,
-                                lambda p, s=stage: HANDLERS[s](ctx, p),
-                                stop,
-                                POLICY,
-                                fetch_timeout_s=0.2,
-                            )
-                        ),
-                    )
-                )
+        stages = ("ingest", "detect", "detect", "track", "proposals", "via")  # two detector workers
+        workers = await start_stage_workers(url, ctx, stages, stop, POLICY)
         ref = store.put("videos", video.read_bytes(), ".mp4")
         await queue.submit(
             "ingest",
@@ -141,19 +126,7 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
         queue = await WorkQueue.connect(url)
         ctx = Context.create(queue, store, tmp_path / "cache")
         stop = asyncio.Event()
-        tasks = []
-        for stage in ("ingest", "track", "proposals", "via"):
-            q = await WorkQueue.connect(url)
-            tasks.append(
-                (
-                    q,
-                    asyncio.create_task(
-                        q.work(
-                            stage, lambda p, s=stage: HANDLERS[s](ctx, p), stop, POLICY, fetch_timeout_s=0.2
-                        )
-                    ),
-                )
-            )
+        tasks = await start_stage_workers(url, ctx, ("ingest", "track", "proposals", "via"), stop, POLICY)
         ref = store.put("videos", video.read_bytes(), ".mp4")
         await queue.submit(
             "ingest",

@@ -5,7 +5,6 @@ import asyncio
 import json
 import math
 import shutil
-import threading
 from pathlib import Path
 
 import grpc
@@ -23,6 +22,7 @@ from services.common.convert import ref_to_proto
 from services.pipeline_workers import Context
 from services.trainer.service import TrainerServicer, train_item
 from tests.conftest import write_demo_dataset
+from tests.stage_workers import LoopThread
 
 pytestmark = pytest.mark.slow
 
@@ -39,26 +39,22 @@ def trainer(s3, tmp_path_factory: pytest.TempPathFactory, basketball_rawframes: 
         shutil.copytree(basketball_rawframes, link)
     dataset = ref_to_proto(store.put("datasets", pack_tree(layout.root), ".tar"))
     nats = nats_server(tmp / "nats").start()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    state: dict = {}
+    background = LoopThread()
 
-    async def serve() -> None:
-        url = f"nats://127.0.0.1:{nats.port}"
-        queue = await WorkQueue.connect(url)
-        state["queue"] = queue
+    async def up():  # type: ignore[no-untyped-def]
+        queue = await WorkQueue.connect(f"nats://127.0.0.1:{nats.port}")
         ctx = Context.create(queue, store, tmp / "cache")
-        state["stop"] = asyncio.Event()
+        stop = asyncio.Event()
         worker = asyncio.create_task(
             queue.work(
                 "train",
                 lambda p: train_item(ctx, p),
-                state["stop"],
+                stop,
                 RetryPolicy(max_deliver=1, ack_wait_s=600),
                 0.2,
             )
         )
-        server, state["port"] = await start_aio(
+        server, port = await start_aio(
             [
                 (
                     stages_pb2_grpc.add_TrainerServiceServicer_to_server,
@@ -68,23 +64,24 @@ def trainer(s3, tmp_path_factory: pytest.TempPathFactory, basketball_rawframes: 
             ],
             0,
         )
-        ready.set()
-        await state["stop"].wait()
-        await worker
-        await server.stop(1)
+        return queue, stop, worker, server, port
 
-    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
-    thread.start()
-    assert ready.wait(60)
-    channel = grpc.insecure_channel(f"127.0.0.1:{state['port']}")
+    queue, stop, worker, server, port = background.run(up())
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
 
     def read(key: str) -> dict:
-        return asyncio.run_coroutine_threadsafe(jobs.get(state["queue"], key), loop).result(30)
+        return background.run(jobs.get(queue, key), 30)
 
     yield stages_pb2_grpc.TrainerServiceStub(channel), dataset, store, read
     channel.close()
-    loop.call_soon_threadsafe(state["stop"].set)
-    thread.join(120)
+
+    async def down() -> None:
+        stop.set()
+        await worker
+        await server.stop(1)
+
+    background.run(down(), 120)
+    background.close()
     nats.stop()
 
 
