@@ -26,6 +26,7 @@ from avaforge.detection.model_files import file_digest, onnx_model, resolve_weig
 from avaforge.devstack.servers import (
     S3Credentials,
     nats_server,
+    port_in_use,
     s3_server,
     triton_server,
     wait_model_ready,
@@ -53,22 +54,28 @@ def _credentials(state: Path) -> S3Credentials:
     return creds
 
 
-def _start_services(state: Path, env: dict[str, str], gateway_port: int) -> dict[str, subprocess.Popen]:
+def _start_services(state: Path, env: dict[str, str], ports: dict[str, int]) -> dict[str, subprocess.Popen]:
     """The gateway, the stage workers (detector workers scaled by AVAFORGE_DETECT_WORKERS) and the detector
     gRPC service, as processes logging to ``state/<name>.log``."""
     base = {**os.environ, **env, "AVAFORGE_CACHE_DIR": str(state / "cache"), "AVAFORGE_METRICS_PORT": "0"}
     commands = {
-        "gateway": (["services.gateway"], {"AVAFORGE_GRPC_PORT": str(gateway_port)}),
+        "gateway": (["services.gateway"], {"AVAFORGE_GRPC_PORT": str(ports["gateway"])}),
         "workers": (["services.worker", "ingest", "track", "proposals", "via", "via_import", "dataset"], {}),
-        "trainer-service": (["services.trainer"], {"AVAFORGE_GRPC_PORT": str(gateway_port + 6)}),
+        "trainer-service": (["services.trainer"], {"AVAFORGE_GRPC_PORT": str(ports["trainer service"])}),
         "trainer-worker": (["services.worker", "train"], {}),
         "stage-services": (
             ["services.stage_rpc"],
-            {"AVAFORGE_GRPC_PORT": str(gateway_port + 4), "AVAFORGE_METRICS_PORT": str(gateway_port + 5)},
+            {
+                "AVAFORGE_GRPC_PORT": str(ports["stage services"]),
+                "AVAFORGE_METRICS_PORT": str(ports["stage metrics"]),
+            },
         ),
         "detector-service": (
             ["services.detector"],
-            {"AVAFORGE_GRPC_PORT": str(gateway_port + 2), "AVAFORGE_METRICS_PORT": str(gateway_port + 3)},
+            {
+                "AVAFORGE_GRPC_PORT": str(ports["detector service"]),
+                "AVAFORGE_METRICS_PORT": str(ports["detector metrics"]),
+            },
         ),
     }
     for i in range(int(os.environ.get("AVAFORGE_DETECT_WORKERS", "2"))):
@@ -87,15 +94,50 @@ def _start_services(state: Path, env: dict[str, str], gateway_port: int) -> dict
     return procs
 
 
+# Every fixed port ``up`` binds: name -> (variable, default, offset); the gRPC services and their metrics sit
+# at fixed offsets from the gateway's port.
+_PORTS = {
+    "nats": ("AVAFORGE_NATS_PORT", 4222, 0),
+    "s3": ("AVAFORGE_S3_PORT", 9000, 0),
+    "triton": ("AVAFORGE_TRITON_PORT", 8001, 0),
+    "gateway": ("AVAFORGE_GATEWAY_PORT", 50050, 0),
+    "detector service": ("AVAFORGE_GATEWAY_PORT", 50050, 2),
+    "detector metrics": ("AVAFORGE_GATEWAY_PORT", 50050, 3),
+    "stage services": ("AVAFORGE_GATEWAY_PORT", 50050, 4),
+    "stage metrics": ("AVAFORGE_GATEWAY_PORT", 50050, 5),
+    "trainer service": ("AVAFORGE_GATEWAY_PORT", 50050, 6),
+}
+
+
+def _ports() -> dict[str, int]:
+    return {name: int(os.environ.get(var, default)) + off for name, (var, default, off) in _PORTS.items()}
+
+
+def _taken(ports: dict[str, int]) -> list[str]:
+    """The ports already bound on this machine, each with what needs it and the variable that moves it."""
+    out = []
+    for name, port in ports.items():
+        var, _, off = _PORTS[name]
+        if port_in_use(port):
+            out.append(f"{port} ({name}; set {var}" + (f", which it follows at +{off})" if off else ")"))
+    return out
+
+
 def up() -> int:
     state = _dir()
     state.mkdir(parents=True, exist_ok=True)
     if (state / "pids.json").exists():
         print(f"already up (see {state / 'stack.env'}); run make down first", file=sys.stderr)
         return 1
+    ports = _ports()
+    # Checked before anything starts, so a taken port fails here, by name, and not halfway through the start.
+    taken = _taken(ports)
+    if taken:
+        print(f"up: already in use on this machine: {'; '.join(taken)}", file=sys.stderr)
+        return 1
     creds = _credentials(state)
-    nats = nats_server(state, int(os.environ.get("AVAFORGE_NATS_PORT", "4222"))).start()
-    s3 = s3_server(state, creds, int(os.environ.get("AVAFORGE_S3_PORT", "9000"))).start()
+    nats = nats_server(state, ports["nats"]).start()
+    s3 = s3_server(state, creds, ports["s3"]).start()
     pids = {"nats": nats.proc.pid, "s3": s3.proc.pid}  # type: ignore[union-attr]
     (state / "pids.json").write_text(json.dumps(pids))
     weights = resolve_weights(os.environ.get("AVAFORGE_DETECTOR_WEIGHTS"))
@@ -104,7 +146,7 @@ def up() -> int:
         onnx_model(weights, 640),
         file_digest(weights)[:16],
         REPO / "deploy" / "triton" / "local",
-        int(os.environ.get("AVAFORGE_TRITON_PORT", "8001")),
+        ports["triton"],
     )
     triton.start()
     pids["triton"] = triton.proc.pid  # type: ignore[union-attr]
@@ -120,15 +162,15 @@ def up() -> int:
         "AVAFORGE_S3_BUCKET": store.bucket,
         "AVAFORGE_TRITON_URL": f"127.0.0.1:{triton.port}",
     }
-    gateway_port = int(os.environ.get("AVAFORGE_GATEWAY_PORT", "50050"))
+    gateway_port = ports["gateway"]
     env["AVAFORGE_GATEWAY"] = f"127.0.0.1:{gateway_port}"
     env_file = state / "stack.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     env_file.chmod(0o600)
-    services = _start_services(state, env, gateway_port)
+    services = _start_services(state, env, ports)
     pids.update({name: proc.pid for name, proc in services.items()})
     (state / "pids.json").write_text(json.dumps(pids))
-    wait_port(gateway_port, 120, services["gateway"])
+    wait_port(gateway_port, 120, services["gateway"], state / "gateway.log")
     print(
         f"up: nats {env['AVAFORGE_NATS_URL']}, S3 ({s3.name}) {env['AVAFORGE_S3_ENDPOINT']}, "
         f"triton {env['AVAFORGE_TRITON_URL']}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -13,11 +14,35 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` consecutive ports that nothing holds, below the kernel's ephemeral range.
+
+    A server is given its port some seconds before it binds it (Triton loads its model first). A port from the
+    ephemeral range (what ``bind(0)`` returns) can be taken in that window by any outbound connection on the
+    machine; the kernel never gives one from below the range to a connection. Ports are not handed out twice
+    in one process, so the many servers of one stack never share one."""
+    low = _ephemeral_low()
+    for _ in range(500):
+        base = random.randrange(20000, low - count)
+        ports = list(range(base, base + count))
+        if _handed_out.isdisjoint(ports) and not any(port_in_use(p) for p in ports):
+            _handed_out.update(ports)
+            return ports
+    raise RuntimeError(f"no {count} consecutive free ports between 20000 and {low}")
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def _binary(name: str) -> str:
@@ -28,11 +53,36 @@ def _binary(name: str) -> str:
     return found
 
 
-def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def port_in_use(port: int) -> bool:
+    """True when ``port`` cannot be bound on all interfaces (a listener, or a live connection holding it)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no conflict
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return True
+    return False
+
+
+def log_tail(log: Path, lines: int = 8) -> str:
+    if not log.exists():
+        return ""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_port(
+    port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
+    """Wait until something listens on 127.0.0.1:``port``; fail early when ``proc`` exits first, quoting the
+    end of its ``log``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode} before listening on {port}")
+            tail = log_tail(log) if log is not None else ""
+            raise RuntimeError(
+                f"server exited with code {proc.returncode} before listening on {port}"
+                + (f"; end of {log}:\n{tail}" if tail else "")
+            )
         with socket.socket() as s:
             s.settimeout(0.2)
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -61,7 +111,7 @@ class Server:
             env={**os.environ, **self.env},
             start_new_session=True,
         )
-        wait_port(self.port, timeout, self.proc)
+        wait_port(self.port, timeout, self.proc, self.workdir / f"{self.name}.log")
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:

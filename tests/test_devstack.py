@@ -1,0 +1,85 @@
+"""``make up`` / ``make down``: the local stack as real processes (NATS, S3, Triton, the services)."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from avaforge.devstack.servers import free_port, free_ports, wait_port
+from avaforge.storage import S3Store, StorageUnavailable
+
+
+def _stack_env(tmp_path: Path) -> dict[str, str]:
+    nats, s3, triton, gateway = free_ports(10)[:4]  # the gateway's services: +2..+6
+    env = {
+        **os.environ,
+        "AVAFORGE_STACK_DIR": str(tmp_path),
+        "AVAFORGE_NATS_PORT": str(nats),
+        "AVAFORGE_S3_PORT": str(s3),
+        "AVAFORGE_TRITON_PORT": str(triton),
+        "AVAFORGE_GATEWAY_PORT": str(gateway),
+    }
+    env.pop("AVAFORGE_S3_ACCESS_KEY", None)
+    env.pop("AVAFORGE_S3_SECRET_KEY", None)
+    return env
+
+
+def _devstack(command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "avaforge.devstack", command], env=env, capture_output=True, text=True
+    )
+
+
+@pytest.mark.slow
+def test_make_up_and_down_start_and_stop_the_stack(tmp_path: Path) -> None:
+    env = _stack_env(tmp_path)
+    up = _devstack("up", env)
+    try:
+        assert up.returncode == 0, up.stderr
+        values = dict(line.split("=", 1) for line in (tmp_path / "stack.env").read_text().splitlines())
+        assert (tmp_path / "stack.env").stat().st_mode & 0o077 == 0  # credentials readable by the owner only
+        assert values["AVAFORGE_GATEWAY"] == f"127.0.0.1:{env['AVAFORGE_GATEWAY_PORT']}"
+        store = S3Store(
+            values["AVAFORGE_S3_ENDPOINT"],
+            values["AVAFORGE_S3_ACCESS_KEY"],
+            values["AVAFORGE_S3_SECRET_KEY"],
+            values["AVAFORGE_S3_BUCKET"],
+        )
+        ref = store.put("smoke", b"up")
+        assert store.get(ref) == b"up"
+        import tritonclient.grpc as grpcclient
+
+        assert grpcclient.InferenceServerClient(values["AVAFORGE_TRITON_URL"]).is_model_ready(
+            "person_detector"
+        )
+    finally:
+        down = _devstack("down", env)
+    assert down.returncode == 0 and not (tmp_path / "pids.json").exists()
+    with pytest.raises(StorageUnavailable):
+        S3Store(values["AVAFORGE_S3_ENDPOINT"], "a", "b", retries=0, timeout_s=0.5).put("x", b"y")
+
+
+def test_up_names_a_taken_port_and_starts_nothing(tmp_path: Path) -> None:
+    env = _stack_env(tmp_path)
+    stage_port = int(env["AVAFORGE_GATEWAY_PORT"]) + 4
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", stage_port))
+        holder.listen()
+        up = _devstack("up", env)
+    assert up.returncode == 1
+    assert f"{stage_port} (stage services; set AVAFORGE_GATEWAY_PORT, which it follows at +4)" in up.stderr
+    assert not (tmp_path / "pids.json").exists() and not (tmp_path / "nats.log").exists()
+
+
+def test_a_server_that_dies_before_listening_is_reported_with_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; print('Failed to bind to address 0.0.0.0:1'); sys.exit(3)"],
+            stdout=out,
+        )
+        with pytest.raises(RuntimeError, match=r"(?s)exited with code 3 .*Failed to bind to address"):
+            wait_port(free_port(), 30, proc, log)
