@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import grpc
@@ -26,6 +25,7 @@ from avaforge.tracking.embedder import Embedder, make_embedder
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
 from services import stage_ops
 from services.common.artifacts import LocalCache
+from services.common.cache import cache_dir
 from services.common.convert import ref_from_proto, ref_to_proto
 from services.common.server import Metrics, configure_logging, rpc, serve, stop_on_signals
 
@@ -195,11 +195,11 @@ def register(names: list[str], store: ArtifactStore, cache_dir: Path):  # type: 
 def main() -> None:
     configure_logging()
     names = [n for n in os.environ.get("AVAFORGE_STAGE_SERVICES", ",".join(SERVICES)).split(",") if n]
-    cache = Path(os.environ.get("AVAFORGE_CACHE_DIR") or tempfile.mkdtemp(prefix="avaforge-stages-"))
-    add, full = register(names, S3Store.from_env(), cache)
-    running = serve("stages", add, full, metrics=METRICS)
-    with stop_on_signals(running):
-        pass
+    with cache_dir("stages") as cache:
+        add, full = register(names, S3Store.from_env(), cache)
+        running = serve("stages", add, full, metrics=METRICS)
+        with stop_on_signals(running):
+            pass
 
 
 if __name__ == "__main__":

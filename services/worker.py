@@ -14,13 +14,13 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 from prometheus_client import start_http_server
 
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.storage import S3Store
+from services.common.cache import cache_dir
 from services.common.server import Metrics, configure_logging, serve
 from services.pipeline_workers import HANDLERS as PIPELINE
 from services.pipeline_workers import Context, record_failure
@@ -37,6 +37,11 @@ async def run(stages: list[str]) -> int:
         )
         return 2
     configure_logging()
+    with cache_dir("worker") as cache:
+        return await _work(stages, cache)
+
+
+async def _work(stages: list[str], cache: Path) -> int:
     log = logging.getLogger("avaforge.worker")
     metrics = Metrics.create("worker")
     port = int(os.environ.get("AVAFORGE_METRICS_PORT", "0"))
@@ -48,7 +53,6 @@ async def run(stages: list[str]) -> int:
         health = serve("worker", lambda _server: None, [], port=grpc_port, metrics_port=0)
     store = S3Store.from_env()
     queue = await WorkQueue.connect(os.environ.get("AVAFORGE_NATS_URL", "nats://127.0.0.1:4222"))
-    cache = Path(os.environ.get("AVAFORGE_CACHE_DIR") or tempfile.mkdtemp(prefix="avaforge-worker-"))
     ctx = Context.create(queue, store, cache)
     policy = RetryPolicy(
         max_deliver=int(os.environ.get("AVAFORGE_MAX_DELIVER", "4")),

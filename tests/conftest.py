@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -12,8 +13,12 @@ import pytest
 
 from avaforge.devstack.servers import S3Credentials
 
-# Model exports (ONNX of the detector and embedder) go to a per-session cache unless the caller pins one.
-os.environ.setdefault("AVAFORGE_CACHE", tempfile.mkdtemp(prefix="avaforge-cache-"))
+# Model exports (ONNX of the detector and embedder) go to a per-session cache unless the caller pins one;
+# the session removes the one it made (about 20 MB each run).
+if "AVAFORGE_CACHE" not in os.environ:
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="avaforge-cache-")
+    os.environ["AVAFORGE_CACHE"] = _SESSION_CACHE
+    atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,12 +36,16 @@ def _devstack(command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_make_up_and_down_start_and_stop_the_stack(tmp_path: Path) -> None:
-    env = _stack_env(tmp_path)
+    env = _stack_env(tmp_path / "stack")
+    scratch = tmp_path / "tmp"  # the stack's processes' $TMPDIR: what they leave there after down is a leak
+    scratch.mkdir()
+    env["TMPDIR"] = str(scratch)
     up = _devstack("up", env)
     try:
         assert up.returncode == 0, up.stderr
-        values = dict(line.split("=", 1) for line in (tmp_path / "stack.env").read_text().splitlines())
-        assert (tmp_path / "stack.env").stat().st_mode & 0o077 == 0  # credentials readable by the owner only
+        stack_env = tmp_path / "stack" / "stack.env"
+        values = dict(line.split("=", 1) for line in stack_env.read_text().splitlines())
+        assert stack_env.stat().st_mode & 0o077 == 0  # credentials readable by the owner only
         assert values["AVAFORGE_GATEWAY"] == f"127.0.0.1:{env['AVAFORGE_GATEWAY_PORT']}"
         store = S3Store(
             values["AVAFORGE_S3_ENDPOINT"],
@@ -57,9 +62,11 @@ def test_make_up_and_down_start_and_stop_the_stack(tmp_path: Path) -> None:
         )
     finally:
         down = _devstack("down", env)
-    assert down.returncode == 0 and not (tmp_path / "pids.json").exists()
+    assert down.returncode == 0 and not (tmp_path / "stack" / "pids.json").exists()
     with pytest.raises(StorageUnavailable):
         S3Store(values["AVAFORGE_S3_ENDPOINT"], "a", "b", retries=0, timeout_s=0.5).put("x", b"y")
+    # ONNX Runtime keeps one fixed-name session-id file in $TMPDIR (rewritten, never multiplied).
+    assert sorted(p.name for p in scratch.iterdir() if p.name != ".ses") == []
 
 
 def test_up_names_a_taken_port_and_starts_nothing(tmp_path: Path) -> None:
@@ -83,3 +90,20 @@ def test_a_server_that_dies_before_listening_is_reported_with_its_log(tmp_path: 
         )
         with pytest.raises(RuntimeError, match=r"(?s)exited with code 3 .*Failed to bind to address"):
             wait_port(free_port(), 30, proc, log)
+
+
+def test_a_service_cache_is_the_configured_one_or_removed_at_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.common.cache import cache_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("AVAFORGE_CACHE_DIR", raising=False)
+    with cache_dir("worker") as private:
+        assert private.parent == tmp_path and private.name.startswith("avaforge-worker-")
+        (private / "clip.mp4").write_bytes(b"x")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("AVAFORGE_CACHE_DIR", str(tmp_path / "operator"))
+    with cache_dir("worker") as configured:
+        configured.mkdir()
+    assert configured == tmp_path / "operator" and configured.is_dir()

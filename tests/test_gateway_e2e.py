@@ -42,9 +42,9 @@ def stack(s3, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
             url, ctx, HANDLERS, stop, POLICY, on_dead=lambda d: record_failure(queue, d)
         )
         server, port = await start(queue, store, 0, max_upload_mb=3)
-        return stop, workers, server, port
+        return queue, stop, workers, server, port
 
-    stop, workers, server, port = background.run(up())
+    queue, stop, workers, server, port = background.run(up())
     client = GatewayClient(f"127.0.0.1:{port}", timeout_s=300)
     yield client, tmp, {"nats": nats}
     client.close()
@@ -53,6 +53,8 @@ def stack(s3, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
         stop.set()
         await asyncio.gather(*(task for _, task in workers))
         await server.stop(1)
+        for connection in [queue, *(q for q, _ in workers)]:  # their subscriptions would outlive the loop
+            await connection.close()
 
     background.run(down())
     background.close()

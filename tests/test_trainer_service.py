@@ -79,6 +79,7 @@ def trainer(s3, tmp_path_factory: pytest.TempPathFactory, basketball_rawframes: 
         stop.set()
         await worker
         await server.stop(1)
+        await queue.close()  # its watch subscriptions would otherwise outlive the loop
 
     background.run(down(), 120)
     background.close()

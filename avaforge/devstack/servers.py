@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,6 +203,13 @@ def s3_server(workdir: Path, credentials: S3Credentials, port: int | None = None
             "s3.metricsPort",
         )
     }
+    # weed writes its logs, worker scratch directories and unix sockets to $TMPDIR (default /tmp) and leaves
+    # them there: keep them with the server's state instead.
+    scratch = workdir / "s3tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    socket_path = scratch / "s3.sock"
+    if len(str(socket_path)) > 100:  # a unix socket path holds 108 bytes: keep weed's own /tmp default then
+        socket_path = Path(tempfile.gettempdir()) / f"seaweedfs-s3-{port}.sock"
     argv = [
         _binary("weed"),
         "mini",
@@ -211,10 +219,11 @@ def s3_server(workdir: Path, credentials: S3Credentials, port: int | None = None
         "-master.telemetry=false",
         f"-s3.port={port}",
         f"-s3.config={config}",
+        f"-s3.localSocket={socket_path}",
         "-admin.ui=false",
         *(f"-{k}={v}" for k, v in ports.items()),
     ]
-    return Server("seaweedfs", argv, port, workdir)
+    return Server("seaweedfs", argv, port, workdir, {"TMPDIR": str(scratch)})
 
 
 def triton_venv() -> Path:

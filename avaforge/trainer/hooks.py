@@ -23,7 +23,10 @@ class AvaforgeProgressHook(Hook):
         self.cancel_file = Path(cancel_file)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:  # type: ignore[no-untyped-def]
-        loss = float(outputs["loss"]) if outputs and "loss" in outputs else None
+        loss = None
+        if outputs and "loss" in outputs:
+            value = outputs["loss"]  # a tensor still in the autograd graph, or a float
+            loss = float(value.detach() if hasattr(value, "detach") else value)
         self.progress_file.write_text(
             json.dumps({"iter": runner.iter + 1, "max_iters": runner.max_iters, "loss": loss})
         )

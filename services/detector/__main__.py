@@ -1,11 +1,8 @@
 """``python -m services.detector``: the detector service (settings from AVAFORGE_* environment variables)."""
 
-import os
-import tempfile
-from pathlib import Path
-
 from avaforge.storage import S3Store
 from avaforge.v1 import stages_pb2_grpc
+from services.common.cache import cache_dir
 from services.common.server import configure_logging, serve, stop_on_signals
 from services.detector.servicer import FULL_NAME, METRICS, SERVICE, DetectorServicer
 
@@ -13,16 +10,16 @@ from services.detector.servicer import FULL_NAME, METRICS, SERVICE, DetectorServ
 def main() -> None:
     configure_logging()
     store = S3Store.from_env()
-    cache = Path(os.environ.get("AVAFORGE_CACHE_DIR", tempfile.mkdtemp(prefix="avaforge-detector-")))
-    servicer = DetectorServicer(store, cache)
-    running = serve(
-        SERVICE,
-        lambda s: stages_pb2_grpc.add_DetectorServiceServicer_to_server(servicer, s),
-        [FULL_NAME],
-        metrics=METRICS,
-    )
-    with stop_on_signals(running):
-        pass
+    with cache_dir("detector") as cache:
+        servicer = DetectorServicer(store, cache)
+        running = serve(
+            SERVICE,
+            lambda s: stages_pb2_grpc.add_DetectorServiceServicer_to_server(servicer, s),
+            [FULL_NAME],
+            metrics=METRICS,
+        )
+        with stop_on_signals(running):
+            pass
 
 
 if __name__ == "__main__":
