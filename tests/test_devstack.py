@@ -1,5 +1,7 @@
 """``make up`` / ``make down``: the local stack as real processes (NATS, S3, Triton, the services)."""
 
+import glob
+import json
 import os
 import socket
 import subprocess
@@ -43,6 +45,8 @@ def test_make_up_and_down_start_and_stop_the_stack(tmp_path: Path) -> None:
     up = _devstack("up", env)
     try:
         assert up.returncode == 0, up.stderr
+        outside = json.loads((tmp_path / "stack" / "leftovers.json").read_text())
+        assert any(glob.glob(pattern) for pattern in outside)  # the S3 server's sockets in /tmp
         stack_env = tmp_path / "stack" / "stack.env"
         values = dict(line.split("=", 1) for line in stack_env.read_text().splitlines())
         assert stack_env.stat().st_mode & 0o077 == 0  # credentials readable by the owner only
@@ -67,6 +71,7 @@ def test_make_up_and_down_start_and_stop_the_stack(tmp_path: Path) -> None:
         S3Store(values["AVAFORGE_S3_ENDPOINT"], "a", "b", retries=0, timeout_s=0.5).put("x", b"y")
     # ONNX Runtime keeps one fixed-name session-id file in $TMPDIR (rewritten, never multiplied).
     assert sorted(p.name for p in scratch.iterdir() if p.name != ".ses") == []
+    assert not any(glob.glob(pattern) for pattern in outside)
 
 
 def test_up_names_a_taken_port_and_starts_nothing(tmp_path: Path) -> None:

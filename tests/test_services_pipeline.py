@@ -112,7 +112,12 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "services.worker", "detect"],
-            env={**env, "AVAFORGE_GRPC_PORT": str(port)},
+            # the cache in tmp_path: the SIGKILLed worker cannot remove a private one
+            env={
+                **env,
+                "AVAFORGE_GRPC_PORT": str(port),
+                "AVAFORGE_CACHE_DIR": str(tmp_path / f"worker-{port}"),
+            },
             cwd=REPO,
             start_new_session=True,
         )

@@ -27,6 +27,7 @@ from avaforge.devstack.servers import (
     S3Credentials,
     nats_server,
     port_in_use,
+    remove_leftovers,
     s3_server,
     triton_server,
     wait_model_ready,
@@ -139,6 +140,7 @@ def up() -> int:
     nats = nats_server(state, ports["nats"]).start()
     s3 = s3_server(state, creds, ports["s3"]).start()
     pids = {"nats": nats.proc.pid, "s3": s3.proc.pid}  # type: ignore[union-attr]
+    (state / "leftovers.json").write_text(json.dumps(s3.leftovers))  # for down, a later process
     (state / "pids.json").write_text(json.dumps(pids))
     weights = resolve_weights(os.environ.get("AVAFORGE_DETECTOR_WEIGHTS"))
     triton = triton_server(
@@ -203,6 +205,10 @@ def down() -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
     pids_file.unlink()
+    leftovers = state / "leftovers.json"
+    if leftovers.exists():
+        remove_leftovers(json.loads(leftovers.read_text()))
+        leftovers.unlink()
     print("down")
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import random
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +103,7 @@ class Server:
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    leftovers: tuple[str, ...] = ()  # globs of files it leaves outside workdir: removed by stop
 
     def start(self, timeout: float = 60.0) -> Server:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -116,17 +120,26 @@ class Server:
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        remove_leftovers(self.leftovers)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def remove_leftovers(patterns: Iterable[str]) -> None:
+    for pattern in patterns:
+        for path in glob.glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 def nats_server(workdir: Path, port: int | None = None) -> Server:
@@ -223,7 +236,9 @@ def s3_server(workdir: Path, credentials: S3Credentials, port: int | None = None
         "-admin.ui=false",
         *(f"-{k}={v}" for k, v in ports.items()),
     ]
-    return Server("seaweedfs", argv, port, workdir, {"TMPDIR": str(scratch)})
+    # Its components' local gRPC sockets go to /tmp whatever TMPDIR says, named by their ports.
+    sockets = tuple(f"/tmp/seaweedfs-*-{p}.sock" for p in [port, *ports.values()])
+    return Server("seaweedfs", argv, port, workdir, {"TMPDIR": str(scratch)}, leftovers=sockets)
 
 
 def triton_venv() -> Path:
