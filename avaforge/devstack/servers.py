@@ -36,6 +36,8 @@ def free_ports(count: int) -> list[int]:
     machine; the kernel never gives one from below the range to a connection. Ports are not handed out twice
     in one process, so the many servers of one stack never share one."""
     low = _ephemeral_low()
+    if low - count <= 20000:
+        raise RuntimeError(f"the ephemeral port range starts at {low}: no room below it above 20000")
     for _ in range(500):
         base = random.randrange(20000, low - count)
         ports = list(range(base, base + count))
