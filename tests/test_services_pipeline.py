@@ -37,17 +37,7 @@ def test_queue_workers_produce_the_embedded_runners_bytes(s3, videos: Path, tmp_
         stages = ("ingest", "detect", "detect", "track", "proposals", "via")  # two detector workers
         workers = await start_stage_workers(url, ctx, stages, stop, POLICY)
         ref = store.put("videos", video.read_bytes(), ".mp4")
-        await queue.submit(
-            "ingest",
-            {
-                "job": "job1",
-                "video": ref.to_dict(),
-                "filename": video.name,
-                "settings": settings.to_dict(),
-                "actions": ACTIONS,
-            },
-            msg_id="job1.ingest",
-        )
+        await jobs.submit_video(queue, "job1", 0, ref.to_dict(), video.name, settings.to_dict(), ACTIONS)
         for _ in range(600):
             if await jobs.get(queue, f"job1.via.{cid}") and await jobs.get(queue, f"job1.prop.{cid}"):
                 break
@@ -133,17 +123,8 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
         stop = asyncio.Event()
         tasks = await start_stage_workers(url, ctx, ("ingest", "track", "proposals", "via"), stop, POLICY)
         ref = store.put("videos", video.read_bytes(), ".mp4")
-        await queue.submit(
-            "ingest",
-            {
-                "job": "job2",
-                "video": ref.to_dict(),
-                "filename": video.name,
-                "settings": PipelineSettings().to_dict(),
-                "actions": ACTIONS,
-            },
-            msg_id="job2.ingest",
-        )
+        settings = PipelineSettings().to_dict()
+        await jobs.submit_video(queue, "job2", 0, ref.to_dict(), video.name, settings, ACTIONS)
         killed = False
         for _ in range(1500):
             if not killed and await jobs.keys(queue, f"job2.det.{cid}."):

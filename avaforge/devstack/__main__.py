@@ -95,31 +95,35 @@ def _start_services(state: Path, env: dict[str, str], ports: dict[str, int]) -> 
     return procs
 
 
-# Every fixed port ``up`` binds: name -> (variable, default, offset); the gRPC services and their metrics sit
-# at fixed offsets from the gateway's port.
+# Every fixed port ``up`` binds, by what binds it: (variable, default). The gRPC services and their metrics
+# sit at fixed offsets from the gateway's port, and follow its variable.
 _PORTS = {
-    "nats": ("AVAFORGE_NATS_PORT", 4222, 0),
-    "s3": ("AVAFORGE_S3_PORT", 9000, 0),
-    "triton": ("AVAFORGE_TRITON_PORT", 8001, 0),
-    "gateway": ("AVAFORGE_GATEWAY_PORT", 50050, 0),
-    "detector service": ("AVAFORGE_GATEWAY_PORT", 50050, 2),
-    "detector metrics": ("AVAFORGE_GATEWAY_PORT", 50050, 3),
-    "stage services": ("AVAFORGE_GATEWAY_PORT", 50050, 4),
-    "stage metrics": ("AVAFORGE_GATEWAY_PORT", 50050, 5),
-    "trainer service": ("AVAFORGE_GATEWAY_PORT", 50050, 6),
+    "nats": ("AVAFORGE_NATS_PORT", 4222),
+    "s3": ("AVAFORGE_S3_PORT", 9000),
+    "triton": ("AVAFORGE_TRITON_PORT", 8001),
+    "gateway": ("AVAFORGE_GATEWAY_PORT", 50050),
+}
+_GATEWAY_OFFSETS = {
+    "detector service": 2,
+    "detector metrics": 3,
+    "stage services": 4,
+    "stage metrics": 5,
+    "trainer service": 6,
 }
 
 
 def _ports() -> dict[str, int]:
-    return {name: int(os.environ.get(var, default)) + off for name, (var, default, off) in _PORTS.items()}
+    ports = {name: int(os.environ.get(var, default)) for name, (var, default) in _PORTS.items()}
+    return ports | {name: ports["gateway"] + off for name, off in _GATEWAY_OFFSETS.items()}
 
 
 def _taken(ports: dict[str, int]) -> list[str]:
     """The ports already bound on this machine, each with what needs it and the variable that moves it."""
     out = []
     for name, port in ports.items():
-        var, _, off = _PORTS[name]
         if port_in_use(port):
+            off = _GATEWAY_OFFSETS.get(name)
+            var = _PORTS["gateway" if off else name][0]
             out.append(f"{port} ({name}; set {var}" + (f", which it follows at +{off})" if off else ")"))
     return out
 

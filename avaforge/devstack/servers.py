@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -109,7 +108,8 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> Server:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / f"{self.name}.log", "ab")  # noqa: SIM115  (owned by the child)
+        log_path = self.workdir / f"{self.name}.log"
+        log = open(log_path, "ab")  # noqa: SIM115  (owned by the child)
         self.proc = subprocess.Popen(
             self.argv,
             stdout=log,
@@ -118,7 +118,7 @@ class Server:
             env={**os.environ, **self.env},
             start_new_session=True,
         )
-        wait_port(self.port, timeout, self.proc, self.workdir / f"{self.name}.log")
+        wait_port(self.port, timeout, self.proc, log_path)
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
@@ -218,13 +218,10 @@ def s3_server(workdir: Path, credentials: S3Credentials, port: int | None = None
             "s3.metricsPort",
         )
     }
-    # weed writes its logs, worker scratch directories and unix sockets to $TMPDIR (default /tmp) and leaves
-    # them there: keep them with the server's state instead.
+    # weed writes its logs and worker scratch directories to $TMPDIR (default /tmp) and leaves them there:
+    # keep them with the server's state instead.
     scratch = workdir / "s3tmp"
     scratch.mkdir(parents=True, exist_ok=True)
-    socket_path = scratch / "s3.sock"
-    if len(str(socket_path)) > 100:  # a unix socket path holds 108 bytes: keep weed's own /tmp default then
-        socket_path = Path(tempfile.gettempdir()) / f"seaweedfs-s3-{port}.sock"
     argv = [
         _binary("weed"),
         "mini",
@@ -234,11 +231,10 @@ def s3_server(workdir: Path, credentials: S3Credentials, port: int | None = None
         "-master.telemetry=false",
         f"-s3.port={port}",
         f"-s3.config={config}",
-        f"-s3.localSocket={socket_path}",
         "-admin.ui=false",
         *(f"-{k}={v}" for k, v in ports.items()),
     ]
-    # Its components' local gRPC sockets go to /tmp whatever TMPDIR says, named by their ports.
+    # Its components' local sockets go to /tmp whatever TMPDIR says, named by their ports.
     sockets = tuple(f"/tmp/seaweedfs-*-{p}.sock" for p in [port, *ports.values()])
     return Server("seaweedfs", argv, port, workdir, {"TMPDIR": str(scratch)}, leftovers=sockets)
 

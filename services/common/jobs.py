@@ -23,6 +23,30 @@ from avaforge.queue import WorkQueue
 from avaforge.v1 import common_pb2
 
 
+async def submit_video(
+    queue: WorkQueue,
+    job_id: str,
+    index: int,
+    video: dict[str, Any],
+    filename: str,
+    settings: dict[str, Any],
+    actions: dict[str, Any],
+) -> None:
+    """Queue video ``index`` of a job for ingest, the first stage; the message id makes a resubmit a no-op."""
+    await queue.submit(
+        "ingest",
+        {
+            "job": job_id,
+            "index": index,
+            "video": video,
+            "filename": filename,
+            "settings": settings,
+            "actions": actions,
+        },
+        msg_id=f"{job_id}.ingest.{index}",
+    )
+
+
 async def put(queue: WorkQueue, key: str, value: dict[str, Any]) -> None:
     await queue.jobs.put(key, json.dumps(value, sort_keys=True).encode())
 

@@ -86,18 +86,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         }
         await jobs.put(self.queue, job_id, spec)
         for i, (video, name) in enumerate(zip(spec["videos"], spec["filenames"], strict=True)):
-            await self.queue.submit(
-                "ingest",
-                {
-                    "job": job_id,
-                    "index": i,
-                    "video": video,
-                    "filename": name,
-                    "settings": spec["settings"],
-                    "actions": spec["actions"],
-                },
-                msg_id=f"{job_id}.ingest.{i}",
-            )
+            await jobs.submit_video(self.queue, job_id, i, video, name, spec["settings"], spec["actions"])
         return await self._job(job_id)
 
     async def _spec(self, job_id: str, context: grpc.aio.ServicerContext) -> dict[str, Any]:
