@@ -42,7 +42,7 @@ k8s-validate: install  ## render every kustomize overlay, validate strictly (Kub
 	$(PY) scripts/k8s_validate.py
 	$(VENV)/bin/hadolint docker/cpu.Dockerfile docker/gpu.Dockerfile
 
-k8s-manifests: install  ## regenerate deploy/k8s/base/services.yaml from services/catalog.py
+k8s-manifests: install  ## regenerate deploy/k8s/base/services.yaml from services/common/catalog.py
 	$(PY) scripts/render_k8s_base.py
 
 image-requirements: install  ## regenerate requirements/image-{cpu,gpu,build}.txt from the pinned environment

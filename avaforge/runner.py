@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avaforge import pipeline, steps
 from avaforge.detection import Detector, make_detector
 from avaforge.detection.model_files import file_digest, resolve_weights
 from avaforge.formats.actions import ActionList
@@ -22,19 +23,8 @@ from avaforge.formats.errors import FormatError, read_bytes
 from avaforge.formats.proposals import read_proposals, write_proposals
 from avaforge.formats.via3 import build_project, dumps_project
 from avaforge.fsutil import atomic_write_bytes
-from avaforge.report import write_report
 from avaforge.settings import PipelineSettings, digest
-from avaforge.stages import (
-    autolabel,
-    dataset,
-    detect,
-    frames,
-    ingest,
-    proposals,
-    track,
-    via_export,
-    via_import,
-)
+from avaforge.stages import autolabel, dataset, ingest, via_export, via_import
 from avaforge.stages.detect import Detections
 from avaforge.stages.frames import FramesInfo
 from avaforge.stages.ingest import ClipInfo
@@ -111,7 +101,7 @@ def prepare(
     manifest_videos = []
     for video, info, video_id in zip(videos, infos, ids, strict=True):
         source_digest = file_digest(Path(video))
-        specs = ingest.plan_clips(info, settings.cut.plan, video_id)
+        specs = steps.plan(video, str(video), settings, info)
         manifest_videos.append(
             {
                 "path": str(Path(video).resolve()),
@@ -133,10 +123,6 @@ def prepare(
     return result
 
 
-def _done(paths: ClipPaths, stage: str, key: str, outputs: list[Path]) -> bool:
-    return paths.stage_keys().get(stage) == key and all(p.exists() for p in outputs)
-
-
 def _stage(
     paths: ClipPaths,
     stage: str,
@@ -145,17 +131,33 @@ def _stage(
     result: PrepareResult,
     clip_id: str,
     run: Callable[[], None],
-    label: str | None = None,
 ) -> None:
-    """Run one stage unless its key and outputs are there already (no outputs: always run)."""
-    if outputs and _done(paths, stage, key, outputs):
+    """Run one stage unless its key and outputs are there already."""
+    if paths.stage_keys().get(stage) == key and all(p.exists() for p in outputs):
         result.reused.append(f"{clip_id}:{stage}")
         return
     start = time.perf_counter()
     run()
-    name = label or stage
-    result.timings[name] = result.timings.get(name, 0.0) + time.perf_counter() - start
+    result.timings[stage] = result.timings.get(stage, 0.0) + time.perf_counter() - start
     paths.set_stage_key(stage, key)
+
+
+def _stage_key(
+    name: str, keys: dict[str, str], settings: PipelineSettings, actions: ActionList, *extra: object
+) -> str:
+    """A stage's cache key: its upstream stages' keys (``pipeline.upstream``), its settings sections and any
+    input digests (``extra``). Fields that decide where or in what batches a stage runs are left out."""
+    sections = []
+    for section in pipeline.stage(name).settings:
+        if section == "actions":
+            sections.append(actions.to_dict())
+        elif section == "detect":
+            sections.append(
+                {k: v for k, v in vars(settings.detect).items() if k not in ("batch", "triton_url")}
+            )
+        else:
+            sections.append(getattr(settings, section))
+    return digest(name, [keys[u.name] for u in pipeline.upstream(name)], sections, *extra)
 
 
 def _prepare_clip(
@@ -169,108 +171,63 @@ def _prepare_clip(
     bar: Bar,
     result: PrepareResult,
 ) -> None:
+    """Every automatic stage of ``avaforge.pipeline`` on one clip, in table order."""
     paths = wd.clip(spec.clip_id)
     paths.root.mkdir(parents=True, exist_ok=True)
-    cid = spec.clip_id
-    s = settings
+    cid, s = spec.clip_id, settings
+    keys: dict[str, str] = {}
+    via_out = via_export.export_paths(wd.via, cid)
 
-    k_cut = digest("cut", source_digest, spec, s.cut)
-    k_frames = digest("frames", source_digest, spec, s.frames, s.schedule)
+    def run_ingest() -> None:
+        clip, finfo = steps.ingest_clip(video, spec, paths.clip, paths.rawframes, s)
+        atomic_write_bytes(paths.clip_json, json.dumps(clip.to_dict(), indent=1).encode())
+        atomic_write_bytes(paths.frames_json, json.dumps(finfo.to_dict(), indent=1).encode())
 
-    def save_clip(info: ClipInfo) -> None:
-        atomic_write_bytes(paths.clip_json, json.dumps(info.to_dict(), indent=1).encode())
-
-    def save_frames(info: FramesInfo) -> None:
-        atomic_write_bytes(paths.frames_json, json.dumps(info.to_dict(), indent=1).encode())
-
-    need_cut = not _done(paths, "cut", k_cut, [paths.clip, paths.clip_json])
-    need_frames = not _done(paths, "frames", k_frames, [paths.rawframes, paths.frames_json])
-    if need_cut and need_frames:  # one decode pass for both (same bytes as the two stages apart)
-
-        def run_both() -> None:
-            clip, finfo = frames.cut_with_frames(
-                video, spec, paths.clip, paths.rawframes, s.cut, s.frames, s.schedule
-            )
-            save_clip(clip)
-            save_frames(finfo)
-            paths.set_stage_key("frames", k_frames)
-
-        _stage(paths, "cut", k_cut, [], result, cid, run_both, label="cut+frames")
-    else:
-        _stage(
-            paths,
-            "cut",
-            k_cut,
-            [paths.clip, paths.clip_json],
-            result,
-            cid,
-            lambda: save_clip(ingest.cut_clip(video, spec, paths.clip, s.cut)),
-        )
-        clip = ClipInfo.from_dict(json.loads(paths.clip_json.read_text()))
-        _stage(
-            paths,
-            "frames",
-            k_frames,
-            [paths.rawframes, paths.frames_json],
-            result,
-            cid,
-            lambda: save_frames(
-                frames.extract_frames(video, spec, clip, paths.rawframes, s.frames, s.schedule)
-            ),
-        )
-    clip = ClipInfo.from_dict(json.loads(paths.clip_json.read_text()))
-    finfo = FramesInfo.from_dict(json.loads(paths.frames_json.read_text()))
-    if not finfo.labelled_seconds:
-        result.warnings.append(
-            f"clip {cid} is {clip.length_s:.2f} s long: shorter than the context margins "
-            f"({s.schedule.margin_start_s:g} s + {s.schedule.margin_end_s:g} s): it has no labelled seconds"
-        )
-
-    detect_settings = {k: v for k, v in vars(s.detect).items() if k not in ("batch", "triton_url")}
-    k_detect = digest("detect", k_frames, detect_settings, models.weights_digest)
+    def finfo() -> FramesInfo:
+        return FramesInfo.from_dict(json.loads(paths.frames_json.read_text()))
 
     def run_detect() -> None:
-        todo = detect.frames_to_detect(finfo.num_frames, s.detect.tracking_fps, finfo.keyframe_seconds)
+        todo = steps.frames_to_detect(finfo(), s)
         with bar(f"detect {cid}", len(todo)) as advance:
-            dets = detect.detect_clip(paths.rawframes, todo, models.detector, s.detect.batch, advance)
-        dets.save(paths.detections)
-
-    _stage(paths, "detect", k_detect, [paths.detections], result, cid, run_detect)
-    dets = Detections.load(paths.detections)
-
-    k_track = digest("track", k_detect, s.track)
+            steps.detect_frames(paths.rawframes, todo, models.detector, s, advance).save(paths.detections)
 
     def run_track() -> None:
-        fps = 30 / detect.detection_stride(s.detect.tracking_fps)
+        dets = Detections.load(paths.detections)
         with bar(f"track  {cid}", len(dets.frames)) as advance:
-            tr = track.track_clip(paths.rawframes, dets, s.track, fps, models.embedder, advance)
-        tr.save(paths.tracks)
+            steps.track_clip(paths.rawframes, dets, s, models.embedder, advance).save(paths.tracks)
 
-    _stage(paths, "track", k_track, [paths.tracks], result, cid, run_track)
-
-    k_props = digest("proposals", k_detect, s.proposals)
-    _stage(
-        paths,
-        "proposals",
-        k_props,
-        [paths.proposals],
-        result,
-        cid,
-        lambda: write_proposals(paths.proposals, proposals.build_proposals(finfo, dets, s.proposals)),
-    )
-
-    k_via = digest("via", k_track, k_frames, s.via, actions.to_dict())
-    out = via_export.export_paths(wd.via, cid)
+    def run_proposals() -> None:
+        write_proposals(paths.proposals, steps.build_proposals(finfo(), Detections.load(paths.detections), s))
 
     def run_via() -> None:
-        tr = Tracks.load(paths.tracks)
-        kfs = via_export.keyframes_for_via(finfo, tr, s.via)
-        via_export.export_via(finfo, kfs, actions, paths.rawframes, wd.via)
+        steps.export_via(finfo(), Tracks.load(paths.tracks), actions, paths.rawframes, wd.via, s)
 
-    _stage(paths, "via", k_via, [out.project, out.archive], result, cid, run_via)
+    # stage -> (how it runs here, the files it leaves, input digests beyond its upstream keys)
+    local: dict[str, tuple[Callable[[], None], list[Path], tuple[object, ...]]] = {
+        "ingest": (
+            run_ingest,
+            [paths.clip, paths.clip_json, paths.rawframes, paths.frames_json],
+            (source_digest, spec),
+        ),
+        "detect": (run_detect, [paths.detections], (models.weights_digest,)),
+        "track": (run_track, [paths.tracks], ()),
+        "proposals": (run_proposals, [paths.proposals], ()),
+        "via": (run_via, [via_out.project, via_out.archive], ()),
+    }
+    for st in pipeline.automatic():
+        run, outputs, extra = local[st.name]
+        keys[st.name] = _stage_key(st.name, keys, s, actions, *extra)
+        _stage(paths, st.name, keys[st.name], outputs, result, cid, run)
+        if st.name == "ingest" and not finfo().labelled_seconds:
+            clip = ClipInfo.from_dict(json.loads(paths.clip_json.read_text()))
+            result.warnings.append(
+                f"clip {cid} is {clip.length_s:.2f} s long: shorter than the context margins "
+                f"({s.schedule.margin_start_s:g} s + {s.schedule.margin_end_s:g} s): "
+                "it has no labelled seconds"
+            )
     result.clips.append(cid)
-    result.projects.append(out.project)
-    result.archives.append(out.archive)
+    result.projects.append(via_out.project)
+    result.archives.append(via_out.archive)
 
 
 def _load_clip(wd: Workdir, clip_id: str) -> tuple[ClipPaths, ClipInfo, FramesInfo, Tracks]:
@@ -327,11 +284,7 @@ def import_finished(
                 f"project is for clip {cid!r}, which is not in this work folder {sorted(known)}", str(f)
             )
         _, _, finfo, tr = _load_clip(wd, cid)
-        parsed.append(
-            via_import.import_project(
-                data, str(f), finfo, tr, actions, settings.imports, _suggestions(wd, cid)
-            )
-        )
+        parsed.append(steps.import_project(data, str(f), finfo, tr, actions, settings, _suggestions(wd, cid)))
     out = []
     for labels in parsed:
         labels.save(wd.labels(labels.clip_id))
@@ -357,6 +310,4 @@ def build(workdir: str | Path, out: str | Path) -> dataset.BuildResult:
                 via_import.ClipLabels.load(wd.labels(cid)),
             )
         )
-    result = dataset.build_dataset(bundles, actions, settings.dataset, out)
-    result.summary["report"] = str(write_report(result.out))
-    return result
+    return steps.build_dataset(bundles, actions, settings, Path(out))

@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# avaforge CPU image: the light services of services/catalog.py (gateway, ingest, detector client, tracker,
+# avaforge CPU image: the light services of services/common/catalog.py (gateway, ingest, detector client, tracker,
 # proposals, via, trainer API and their queue workers). No torch and no build tools: the ONNX models come baked
 # from the GPU image's build stage (MODELS_IMAGE), so both images carry the same model bytes.
 #

@@ -1,8 +1,8 @@
 """The CPU image end to end (part of ``make image-cpu-local``).
 
-NATS and an S3 server run on this machine; every CPU-image process of services/catalog.py runs in its own
-container (read-only root filesystem, non-root, host network). Two real videos go through the gateway to VIA
-projects; the embedded runner on this machine prepares and autolabels the same videos and its finished
+NATS and an S3 server run on this machine; every CPU-image process of services/common/catalog.py runs in its
+own container (read-only root filesystem, non-root, host network). Two real videos go through the gateway to
+VIA projects; the embedded runner on this machine prepares and autolabels the same videos and its finished
 projects are uploaded; the containers build the dataset, and every AVA file and rawframe must be
 byte-identical to the embedded build. Detection runs in the detector workers' containers on the baked ONNX
 export (no Triton here).
@@ -38,7 +38,7 @@ from avaforge.runner import autolabel_workdir, build, import_finished, prepare  
 from avaforge.settings import PipelineSettings  # noqa: E402
 from avaforge.storage import S3Store  # noqa: E402
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc  # noqa: E402
-from services.catalog import DEPLOYABLES  # noqa: E402
+from services.common.catalog import DEPLOYABLES  # noqa: E402
 from services.common.convert import ref_to_proto  # noqa: E402
 
 SHARED_VIDEOS = ROOT.parent / "shared" / "data" / "videos"

@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# What the light services import (see services/catalog.py for who runs where).
+# What the light services import (see services/common/catalog.py for who runs where).
 CPU_ROOTS = [
     "numpy", "opencv-python-headless", "PyYAML", "scipy", "matplotlib", "onnxruntime", "ffmpeg-python",
     "grpcio", "grpcio-health-checking", "grpcio-reflection", "protobuf", "tritonclient[grpc]", "minio",

@@ -1,5 +1,5 @@
 """Write deploy/k8s/base/services.yaml: a Deployment, a Service and a PodDisruptionBudget for every entry of
-services/catalog.py, so the manifests cannot drift from the code (commands, images, gRPC ports).
+services/common/catalog.py, so the manifests cannot drift from the code (commands, images, gRPC ports).
 
     .venv/bin/python scripts/render_k8s_base.py [--check]      (make k8s-manifests)
 
@@ -19,7 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.catalog import DEPLOYABLES, METRICS_PORT, Deployable  # noqa: E402
+from services.common.catalog import DEPLOYABLES, METRICS_PORT, Deployable  # noqa: E402
 
 OUT = ROOT / "deploy" / "k8s" / "base" / "services.yaml"
 S3_SECRET = "avaforge-s3"  # created by the operator (README "Run on Kubernetes"), never rendered here
@@ -169,7 +169,7 @@ def pdb(d: Deployable) -> dict[str, Any]:
 
 def render() -> str:
     docs = [doc for d in DEPLOYABLES for doc in (deployment(d), service(d), pdb(d))]
-    head = "# Generated from services/catalog.py by scripts/render_k8s_base.py (make k8s-manifests).\n"
+    head = "# Generated from services/common/catalog.py by scripts/render_k8s_base.py (make k8s-manifests).\n"
     return head + yaml.safe_dump_all(docs, sort_keys=False, width=120)
 
 

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
+from avaforge import pipeline
 from avaforge.queue import RetryPolicy, WorkQueue
-from services.pipeline_workers import HANDLERS, Context
+from services.common import runtime
+from services.common.runtime import Registration
+from services.common.worker import Context, Handler
+
+# every stage's queue handler, from the service that runs it (as avaforge.pipeline assigns them)
+HANDLERS: dict[str, Handler] = {
+    stage: handler
+    for service in pipeline.services()
+    for stage, handler in importlib.import_module(f"services.{service}.handlers").HANDLERS.items()
+}
 
 T = TypeVar("T")
 
@@ -23,7 +34,7 @@ async def start_stage_workers(
     on_dead: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
 ) -> list[tuple[WorkQueue, asyncio.Task[int]]]:
     """One connection and one ``work`` task per entry of ``stages`` (name a stage twice for two workers),
-    each running that stage's pipeline handler until ``stop`` is set, as ``services.worker`` processes do."""
+    each running that stage's handler until ``stop`` is set, as ``python -m services.<service> work`` does."""
     workers = []
     for stage in stages:
         queue = await WorkQueue.connect(url)
@@ -49,3 +60,17 @@ class LoopThread:
     def close(self, timeout_s: float = 60) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout_s)
+
+
+class BackgroundServer:
+    """A service's gRPC API (``services.common.runtime.serve``) on loopback in a background loop, for tests
+    that call it with blocking stubs."""
+
+    def __init__(self, service: str, registrations: list[Registration], metrics_port: int = 0) -> None:
+        self._loop = LoopThread()
+        self.running = self._loop.run(runtime.serve(service, registrations, 0, metrics_port, "127.0.0.1"))
+        self.port = self.running.port
+
+    def stop(self, grace_s: float = 1) -> None:
+        self._loop.run(self.running.stop(grace_s))
+        self._loop.close()

@@ -3,6 +3,7 @@ secrets, autoscaling references and network policies checked on the manifests ku
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -16,8 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
+from avaforge import pipeline
 from avaforge.queue import WORK_STREAM
-from services import catalog, stage_rpc, worker
+from services.common import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -92,19 +94,21 @@ def test_base_services_manifest_is_generated_from_the_catalog() -> None:
 # --- the catalog covers the code, the manifests follow the catalog -----------------------------------
 
 
-def test_catalog_deploys_every_runnable_module_and_stage() -> None:
-    mains = {f"services.{p.parent.name}" for p in (ROOT / "services").glob("*/__main__.py")} | {
-        "services.worker",
-        "services.stage_rpc",
-    }
-    deployed = {d.args[0] for d in catalog.DEPLOYABLES}
-    assert mains == deployed
-    apis = {
-        d.env.get("AVAFORGE_STAGE_SERVICES") for d in catalog.DEPLOYABLES if d.args[0] == "services.stage_rpc"
-    }
-    assert apis == set(stage_rpc.SERVICES)
-    stages = [s for d in catalog.DEPLOYABLES if d.args[0] == "services.worker" for s in d.args[1:]]
-    assert sorted(stages) == sorted(worker.HANDLERS), "every queue stage has exactly one worker Deployment"
+def test_catalog_deploys_every_service_folder_and_stage() -> None:
+    mains = {f"services.{p.parent.name}" for p in (ROOT / "services").glob("*/__main__.py")}
+    apis = {d.args[0] for d in catalog.DEPLOYABLES if "work" not in d.args}
+    assert mains == apis, "every service folder runs its API"
+    stages = []  # each worker runs the stages it names, or (naming none) every stage of its service
+    for d in catalog.DEPLOYABLES:
+        if "work" in d.args:
+            service = d.args[0].removeprefix("services.")
+            handlers = importlib.import_module(f"services.{service}.handlers").HANDLERS
+            assert set(d.args[2:]) <= set(handlers)
+            stages += list(d.args[2:]) or list(handlers)
+    expected = [s.name for s in pipeline.STAGES] + ["train"]  # training jobs: the trainer's own queue
+    assert sorted(stages) == sorted(expected), "every stage has exactly one worker Deployment"
+    for st in pipeline.STAGES:  # and the service that runs it is the one the pipeline names
+        assert st.name in importlib.import_module(f"services.{st.service}.handlers").HANDLERS
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -268,7 +272,8 @@ def test_keda_scales_the_detector_workers_on_the_codes_stream_and_consumer(rende
     assert trigger["type"] == "nats-jetstream"
     assert trigger["metadata"]["stream"] == WORK_STREAM
     detect_worker = catalog.by_name("worker-detect")
-    assert trigger["metadata"]["consumer"] in detect_worker.args[1:]  # the durable consumer is the stage name
+    consumer = trigger["metadata"]["consumer"]  # the durable consumer is the stage name
+    assert detect_worker.args[0] == f"services.{pipeline.stage(consumer).service}"
     host = trigger["metadata"]["natsServerMonitoringEndpoint"].split(":")[0]
     nats_url_host = _settings(rendered["gpu"])["AVAFORGE_NATS_URL"].removeprefix("nats://").split(":")[0]
     assert host == nats_url_host

@@ -19,19 +19,19 @@ from avaforge.detection.model_repo import TRITON_IMGSZ, bake, write_repo
 from avaforge.formats.errors import FormatError
 from avaforge.settings import DetectSettings
 from services.common.deployment import deployed_detect_settings
-from services.common.server import serve
+from tests.stage_workers import BackgroundServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_probe_command_reports_serving_and_fails_on_a_closed_port() -> None:
-    running = serve("probe-test", lambda _s: None, [], port=0, metrics_port=0)
+    running = BackgroundServer("probe-test", [])
     try:
         ok = subprocess.run(
             [sys.executable, "-m", "services.common.probe", str(running.port)], capture_output=True, text=True
         )
         assert ok.returncode == 0 and ok.stdout.strip() == f"port {running.port}: SERVING"
-        running.health.enter_graceful_shutdown()  # stopping: NOT_SERVING
+        running._loop.run(running.running.health.enter_graceful_shutdown())  # stopping: NOT_SERVING
         draining = subprocess.run([sys.executable, "-m", "services.common.probe", str(running.port)])
         assert draining.returncode == 1
     finally:

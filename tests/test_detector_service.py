@@ -16,8 +16,9 @@ from avaforge.settings import DetectSettings
 from avaforge.stages.detect import Detections, detect_clip
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
 from services.common.convert import ref_to_proto
-from services.common.server import serve
-from services.detector.servicer import FULL_NAME, METRICS, SERVICE, DetectorServicer
+from services.common.process import Deps
+from services.detector.servicer import NAME, DetectorServicer
+from tests.stage_workers import BackgroundServer
 
 pytestmark = pytest.mark.slow
 
@@ -25,21 +26,16 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def detector(s3, tmp_path_factory: pytest.TempPathFactory, basketball_rawframes: Path):  # type: ignore[no-untyped-def]
     _, store = s3
-    servicer = DetectorServicer(store, tmp_path_factory.mktemp("cache"))
+    servicer = DetectorServicer(Deps(store, tmp_path_factory.mktemp("cache")))
     mport = free_port()
-    running = serve(
-        SERVICE,
-        lambda s: stages_pb2_grpc.add_DetectorServiceServicer_to_server(servicer, s),
-        [FULL_NAME],
-        port=0,
-        metrics=METRICS,
-        metrics_port=mport,
+    running = BackgroundServer(
+        "detector", [(stages_pb2_grpc.add_DetectorServiceServicer_to_server, servicer, NAME)], mport
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     rawframes = store.put("rawframes", pack_dir(basketball_rawframes), ".tar")
     yield stages_pb2_grpc.DetectorServiceStub(channel), channel, ref_to_proto(rawframes), mport, store
     channel.close()
-    running.stop(1)
+    running.stop()
 
 
 def test_detect_batch_matches_the_in_process_stage(detector, basketball_rawframes: Path) -> None:
@@ -65,7 +61,7 @@ def test_health_reflection_and_metrics(detector) -> None:
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     _, channel, _, mport, _ = detector
-    status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=FULL_NAME))
+    status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=NAME))
     assert status.status == health_pb2.HealthCheckResponse.SERVING
     responses = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
         iter([reflection_pb2.ServerReflectionRequest(list_services="")])

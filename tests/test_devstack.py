@@ -82,7 +82,7 @@ def test_up_names_a_taken_port_and_starts_nothing(tmp_path: Path) -> None:
         holder.listen()
         up = _devstack("up", env)
     assert up.returncode == 1
-    assert f"{stage_port} (stage services; set AVAFORGE_GATEWAY_PORT, which it follows at +4)" in up.stderr
+    assert f"{stage_port} (proposals; set AVAFORGE_GATEWAY_PORT, which it follows at +4)" in up.stderr
     assert not (tmp_path / "pids.json").exists() and not (tmp_path / "nats.log").exists()
 
 

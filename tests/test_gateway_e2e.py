@@ -16,9 +16,9 @@ from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.runner import autolabel_workdir, build, import_finished, prepare
 from avaforge.settings import PipelineSettings
 from avaforge.v1 import common_pb2, gateway_pb2
+from services.common.worker import Context, record_failure
 from services.gateway.__main__ import start
-from services.pipeline_workers import HANDLERS, Context, record_failure
-from tests.stage_workers import LoopThread, start_stage_workers
+from tests.stage_workers import HANDLERS, LoopThread, start_stage_workers
 
 pytestmark = pytest.mark.slow
 ACTIONS = {"groups": {"body": ["stand", "walk"], "hands": ["wave"]}}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from avaforge.tracking.embedder import onnx_embedder_model
-from services import catalog
+from services.common import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))

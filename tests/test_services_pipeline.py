@@ -14,7 +14,7 @@ from avaforge.runner import prepare
 from avaforge.settings import PipelineSettings
 from avaforge.storage import ArtifactRef
 from services.common import jobs
-from services.pipeline_workers import Context
+from services.common.worker import Context
 from tests.stage_workers import start_stage_workers
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,9 @@ def test_queue_workers_produce_the_embedded_runners_bytes(s3, videos: Path, tmp_
         ref = store.put("videos", video.read_bytes(), ".mp4")
         await jobs.submit_video(queue, "job1", 0, ref.to_dict(), video.name, settings.to_dict(), ACTIONS)
         for _ in range(600):
-            if await jobs.get(queue, f"job1.via.{cid}") and await jobs.get(queue, f"job1.prop.{cid}"):
+            if await jobs.get(queue, jobs.fact("job1", "via", cid)) and await jobs.get(
+                queue, jobs.fact("job1", "proposals", cid)
+            ):
                 break
             await asyncio.sleep(0.2)
         stop.set()
@@ -55,7 +57,8 @@ def test_queue_workers_produce_the_embedded_runners_bytes(s3, videos: Path, tmp_
     finally:
         nats.stop()
     records = result["records"]
-    assert len([k for k in records if k.startswith(f"job1.det.{cid}.")]) == 4  # 100 frames in batches of 32
+    detect_parts = [k for k in records if k.startswith(jobs.fact("job1", "detect", cid) + ".")]
+    assert len(detect_parts) == 4  # 100 frames in batches of 32
     assert result["counts"][1] > 0 and result["counts"][2] > 0  # both detector workers took batches
 
     work = tmp_path / "embedded"
@@ -65,15 +68,15 @@ def test_queue_workers_produce_the_embedded_runners_bytes(s3, videos: Path, tmp_
     def fetched(d: dict) -> bytes:
         return store.get(ArtifactRef(**d))
 
-    assert fetched(records[f"job1.clip.{cid}"]["rawframes"]) == pack_dir(clip / "rawframes")
-    assert fetched(records[f"job1.track.{cid}"]["detections"]) == (clip / "detections.npz").read_bytes()
-    assert fetched(records[f"job1.track.{cid}"]["tracks"]) == (clip / "tracks.json").read_bytes()
-    assert fetched(records[f"job1.prop.{cid}"]) == (clip / "proposals.pkl").read_bytes()
-    assert (
-        fetched(records[f"job1.via.{cid}"]["project"])
-        == (work / "via" / cid / f"{cid}.via3.json").read_bytes()
-    )
-    assert fetched(records[f"job1.via.{cid}"]["archive"]) == (work / "via" / f"{cid}.zip").read_bytes()
+    def output(stage: str, name: str) -> bytes:
+        return fetched(records[jobs.fact("job1", stage, cid)][name])
+
+    assert output("ingest", "rawframes") == pack_dir(clip / "rawframes")
+    assert output("detect", "detections") == (clip / "detections.npz").read_bytes()
+    assert output("track", "tracks") == (clip / "tracks.json").read_bytes()
+    assert output("proposals", "proposals") == (clip / "proposals.pkl").read_bytes()
+    assert output("via", "project") == (work / "via" / cid / f"{cid}.via3.json").read_bytes()
+    assert output("via", "archive") == (work / "via" / f"{cid}.zip").read_bytes()
 
 
 def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tmp_path: Path) -> None:
@@ -101,7 +104,7 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
     health_port = free_port()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "services.worker", "detect"],
+            [sys.executable, "-m", "services.detector", "work"],
             # the cache in tmp_path: the SIGKILLed worker cannot remove a private one
             env={
                 **env,
@@ -127,10 +130,12 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
         await jobs.submit_video(queue, "job2", 0, ref.to_dict(), video.name, settings, ACTIONS)
         killed = False
         for _ in range(1500):
-            if not killed and await jobs.keys(queue, f"job2.det.{cid}."):
+            if not killed and await jobs.keys(queue, jobs.fact("job2", "detect", cid) + "."):
                 os.killpg(procs[0].pid, signal.SIGKILL)  # mid-job: the other batches are still being detected
                 killed = True
-            if await jobs.get(queue, f"job2.prop.{cid}") and await jobs.get(queue, f"job2.via.{cid}"):
+            if await jobs.get(queue, jobs.fact("job2", "proposals", cid)) and await jobs.get(
+                queue, jobs.fact("job2", "via", cid)
+            ):
                 break
             await asyncio.sleep(0.2)
         stop.set()
@@ -157,12 +162,12 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
         nats.stop()
     assert procs[0].returncode == -signal.SIGKILL
     assert records["health"] == {"status": 1}  # SERVING
-    assert sorted(k for k in records if k.startswith(f"job2.det.{cid}.")) == [
-        f"job2.det.{cid}.{i:05d}" for i in range(4)
+    assert sorted(k for k in records if k.startswith(jobs.fact("job2", "detect", cid) + ".")) == [
+        jobs.fact("job2", "detect", cid, i) for i in range(4)
     ]
     work = tmp_path / "embedded"
     prepare([video], ActionList.from_obj(ACTIONS), work, PipelineSettings())
-    got = store.get(ArtifactRef(**records[f"job2.prop.{cid}"]))
+    got = store.get(ArtifactRef(**records[jobs.fact("job2", "proposals", cid)]["proposals"]))
     assert got == (work / "clips" / cid / "proposals.pkl").read_bytes()  # no keyframe lost, none twice
 
 

@@ -1,6 +1,8 @@
 """The gRPC front-ends of the stages, called one after another like a client would, on a real S3 server:
 each step's artifact is byte-identical to the embedded runner's."""
 
+import asyncio
+import importlib
 import io
 import json
 from pathlib import Path
@@ -16,10 +18,10 @@ from avaforge.stages.detect import Detections, batches_of, frames_to_detect, mer
 from avaforge.storage import ArtifactRef
 from avaforge.v1 import stages_pb2, stages_pb2_grpc
 from services.common.convert import ref_from_proto, ref_to_proto
-from services.common.server import serve
-from services.detector.servicer import FULL_NAME as DETECTOR
-from services.detector.servicer import DetectorServicer
-from services.stage_rpc import SERVICES, register
+from services.common.process import Deps
+from tests.stage_workers import BackgroundServer
+
+API_SERVICES = ("ingest", "detector", "tracker", "proposals", "via")
 
 pytestmark = pytest.mark.slow
 ACTIONS = {"groups": {"body": ["stand", "walk"], "hands": ["wave"]}}
@@ -29,18 +31,15 @@ def test_stage_rpcs_reproduce_the_embedded_runner(s3, videos: Path, tmp_path: Pa
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     _, store = s3
-    add, full = register(list(SERVICES), store, tmp_path / "cache")
-    detector = DetectorServicer(store, tmp_path / "dcache")
-
-    def register_all(server: grpc.Server) -> None:
-        add(server)
-        stages_pb2_grpc.add_DetectorServiceServicer_to_server(detector, server)
-
-    running = serve("stages", register_all, [*full, DETECTOR], port=0, metrics_port=0)
+    deps = Deps(store, tmp_path / "cache")
+    registrations = []
+    for service in API_SERVICES:  # every stage API of the services, each as its own process would build it
+        registrations += asyncio.run(importlib.import_module(f"services.{service}.servicer").api(deps))
+    running = BackgroundServer("stages", registrations)
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     try:
         health = health_pb2_grpc.HealthStub(channel)
-        for name in [*full, DETECTOR]:
+        for _, _, name in registrations:
             assert health.Check(health_pb2.HealthCheckRequest(service=name)).status == 1  # SERVING
         settings = json.dumps(PipelineSettings().to_dict())
         video = videos / "basketball_2p_29.97fps_10s.mp4"
@@ -134,4 +133,4 @@ def test_stage_rpcs_reproduce_the_embedded_runner(s3, videos: Path, tmp_path: Pa
         )
     finally:
         channel.close()
-        running.stop(1)
+        running.stop()

@@ -16,11 +16,11 @@ from avaforge.devstack.servers import nats_server
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.storage import ArtifactRef
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
-from services.common import jobs
-from services.common.aio_server import start_aio
+from services.common import jobs, runtime
 from services.common.convert import ref_to_proto
-from services.pipeline_workers import Context
-from services.trainer.service import TrainerServicer, train_item
+from services.common.worker import Context
+from services.trainer.handlers import train_item
+from services.trainer.servicer import NAME, TrainerServicer
 from tests.conftest import write_demo_dataset
 from tests.stage_workers import LoopThread
 
@@ -54,17 +54,14 @@ def trainer(s3, tmp_path_factory: pytest.TempPathFactory, basketball_rawframes: 
                 0.2,
             )
         )
-        server, port = await start_aio(
-            [
-                (
-                    stages_pb2_grpc.add_TrainerServiceServicer_to_server,
-                    TrainerServicer(queue, store),
-                    "trainer",
-                )
-            ],
+        running = await runtime.serve(
+            "trainer",
+            [(stages_pb2_grpc.add_TrainerServiceServicer_to_server, TrainerServicer(queue, store), NAME)],
             0,
+            metrics_port=0,
+            bind="127.0.0.1",
         )
-        return queue, stop, worker, server, port
+        return queue, stop, worker, running.server, running.port
 
     queue, stop, worker, server, port = background.run(up())
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")

@@ -1,10 +1,10 @@
 """``make up`` / ``make down``: the local stack on loopback, state in ``$AVAFORGE_STACK_DIR`` (.stack/).
 
 up    starts nats-server (JetStream), the S3 server, Triton (the person detector from deploy/triton/local),
-      the gateway (AVAFORGE_GATEWAY_PORT, default 50050), the stage workers with AVAFORGE_DETECT_WORKERS
-      detector workers (default 2), the detector gRPC service (port +2), the other stages' gRPC
-      services (port +4), the trainer service (port +6) and its worker; creates the artifact bucket, and
-      writes
+      and every process of services/common/catalog.py on loopback: the gateway (AVAFORGE_GATEWAY_PORT,
+      default 50050), the other gRPC APIs at +1..+6 (ingest, detector, tracker, proposals, via, trainer),
+      the queue workers with AVAFORGE_DETECT_WORKERS detector workers (default 2); creates the artifact
+      bucket, and writes
       ``stack.env`` (endpoints and credentials, mode 0600) for clients: ``set -a; . .stack/stack.env``.
       S3 credentials come from AVAFORGE_S3_ACCESS_KEY / AVAFORGE_S3_SECRET_KEY, or are generated once.
 down  stops what ``up`` started (SIGTERM, then SIGKILL).
@@ -34,6 +34,7 @@ from avaforge.devstack.servers import (
     wait_port,
 )
 from avaforge.storage import S3Store
+from services.common.catalog import DEPLOYABLES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,34 +56,29 @@ def _credentials(state: Path) -> S3Credentials:
     return creds
 
 
+def _commands(ports: dict[str, int]) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Every process of ``services/common/catalog.py``: the APIs on their ports beside the gateway's, the
+    queue workers (``AVAFORGE_DETECT_WORKERS`` detector workers, default 2) with no port of their own."""
+    out: dict[str, tuple[list[str], dict[str, str]]] = {}
+    for d in DEPLOYABLES:
+        copies = int(os.environ.get("AVAFORGE_DETECT_WORKERS", "2")) if d.name == "worker-detect" else 1
+        for i in range(copies):
+            name = d.name if copies == 1 else f"{d.name}-{i}"
+            out[name] = (list(d.args), {"AVAFORGE_GRPC_PORT": str(ports.get(d.name, 0))})
+    return out
+
+
 def _start_services(state: Path, env: dict[str, str], ports: dict[str, int]) -> dict[str, subprocess.Popen]:
-    """The gateway, the stage workers (detector workers scaled by AVAFORGE_DETECT_WORKERS) and the detector
-    gRPC service, as processes logging to ``state/<name>.log``."""
-    base = {**os.environ, **env, "AVAFORGE_CACHE_DIR": str(state / "cache"), "AVAFORGE_METRICS_PORT": "0"}
-    commands = {
-        "gateway": (["services.gateway"], {"AVAFORGE_GRPC_PORT": str(ports["gateway"])}),
-        "workers": (["services.worker", "ingest", "track", "proposals", "via", "via_import", "dataset"], {}),
-        "trainer-service": (["services.trainer"], {"AVAFORGE_GRPC_PORT": str(ports["trainer service"])}),
-        "trainer-worker": (["services.worker", "train"], {}),
-        "stage-services": (
-            ["services.stage_rpc"],
-            {
-                "AVAFORGE_GRPC_PORT": str(ports["stage services"]),
-                "AVAFORGE_METRICS_PORT": str(ports["stage metrics"]),
-            },
-        ),
-        "detector-service": (
-            ["services.detector"],
-            {
-                "AVAFORGE_GRPC_PORT": str(ports["detector service"]),
-                "AVAFORGE_METRICS_PORT": str(ports["detector metrics"]),
-            },
-        ),
+    """The catalog's processes, logging to ``state/<name>.log``, bound to loopback."""
+    base = {
+        **os.environ,
+        **env,
+        "AVAFORGE_CACHE_DIR": str(state / "cache"),
+        "AVAFORGE_METRICS_PORT": "0",
+        "AVAFORGE_BIND": "127.0.0.1",
     }
-    for i in range(int(os.environ.get("AVAFORGE_DETECT_WORKERS", "2"))):
-        commands[f"detect-{i}"] = (["services.worker", "detect"], {})
     procs = {}
-    for name, (args, extra) in commands.items():
+    for name, (args, extra) in _commands(ports).items():
         log = open(state / f"{name}.log", "ab")  # noqa: SIM115  (owned by the child)
         procs[name] = subprocess.Popen(
             [sys.executable, "-m", *args],
@@ -95,21 +91,16 @@ def _start_services(state: Path, env: dict[str, str], ports: dict[str, int]) -> 
     return procs
 
 
-# Every fixed port ``up`` binds, by what binds it: (variable, default). The gRPC services and their metrics
-# sit at fixed offsets from the gateway's port, and follow its variable.
+# Every fixed port ``up`` binds, by what binds it: (variable, default). The other APIs of the catalog sit at
+# fixed offsets from the gateway's port (in catalog order), and follow its variable.
 _PORTS = {
     "nats": ("AVAFORGE_NATS_PORT", 4222),
     "s3": ("AVAFORGE_S3_PORT", 9000),
     "triton": ("AVAFORGE_TRITON_PORT", 8001),
     "gateway": ("AVAFORGE_GATEWAY_PORT", 50050),
 }
-_GATEWAY_OFFSETS = {
-    "detector service": 2,
-    "detector metrics": 3,
-    "stage services": 4,
-    "stage metrics": 5,
-    "trainer service": 6,
-}
+_APIS = [d.name for d in DEPLOYABLES if not d.name.startswith("worker-")]
+_GATEWAY_OFFSETS = {name: i for i, name in enumerate(_APIS) if name != "gateway"}
 
 
 def _ports() -> dict[str, int]:

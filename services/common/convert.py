@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+from avaforge.formats.actions import ActionList
+from avaforge.settings import PipelineSettings
+from avaforge.stages.ingest import ClipInfo
 from avaforge.storage import ArtifactRef
 from avaforge.v1 import common_pb2
 
@@ -12,3 +17,29 @@ def ref_to_proto(ref: ArtifactRef) -> common_pb2.ArtifactRef:
 
 def ref_from_proto(msg: common_pb2.ArtifactRef) -> ArtifactRef:
     return ArtifactRef(msg.bucket, msg.key, msg.digest, msg.size)
+
+
+def clip_to_proto(clip: ClipInfo) -> common_pb2.Clip:
+    return common_pb2.Clip(
+        clip_id=clip.clip_id,
+        video_id=clip.video_id,
+        start_s=clip.start_s,
+        length_s=clip.length_s,
+        num_frames=clip.num_frames,
+        width=clip.width,
+        height=clip.height,
+    )
+
+
+def clip_from_proto(msg: common_pb2.Clip) -> ClipInfo:
+    return ClipInfo(
+        msg.clip_id, msg.video_id, "", msg.start_s, msg.length_s, msg.num_frames, msg.width, msg.height
+    )
+
+
+def settings_from_json(text: str) -> PipelineSettings:
+    return PipelineSettings.from_dict(json.loads(text or "{}"), "settings_json")
+
+
+def actions_from_json(text: str) -> ActionList:
+    return ActionList.from_obj(json.loads(text or "null"), "actions_json")

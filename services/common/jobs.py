@@ -1,15 +1,12 @@
 """Job records in JetStream KV: one key per fact, so concurrent workers never overwrite each other.
 
-Keys (dots separate, all under the job id):
-  <job>                     the job spec and its terminal state (gateway)
-  <job>.clip.<clip>         ClipInfo + FramesInfo + rawframes/clip artifacts (ingest)
-  <job>.det.<clip>.<i>      detections of fan-out batch i of the clip (detector)
-  <job>.track.<clip>        detections + tracks artifacts (tracker)
-  <job>.prop.<clip>         proposals artifact (proposals)
-  <job>.via.<clip>          VIA project + zip artifacts (via)
-  <job>.labels.<clip>       imported labels artifact (via import)
-  <job>.dataset             dataset tar artifact (dataset build)
-  <job>.error               the stage error that failed the job
+Keys (dots separate, all under the job id); ``<stage>`` is a stage name of ``avaforge.pipeline``:
+  <job>                       the job spec and its terminal state (gateway)
+  <job>.<stage>.<clip>        a clip's outputs of the stage (artifact refs and small values)
+  <job>.<stage>.<clip>.<i>    fan-out item i of a batch stage (detect)
+  <job>.ingested.<i>          source video i is cut into clips
+  <job>.dataset               the dataset (a job-unit stage has no clip part)
+  <job>.error                 the stage error that failed the job
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from avaforge import pipeline
 from avaforge.queue import WorkQueue
 from avaforge.v1 import common_pb2
 
@@ -45,6 +43,45 @@ async def submit_video(
         },
         msg_id=f"{job_id}.ingest.{index}",
     )
+
+
+def fact(job: str, stage: str, clip_id: str = "", part: int | None = None) -> str:
+    """The KV key of a stage's output for one clip (or for the job, with no clip)."""
+    key = f"{job}.{pipeline.stage(stage).name}" + (f".{clip_id}" if clip_id else "")
+    return key if part is None else f"{key}.{part:05d}"
+
+
+async def complete(
+    queue: WorkQueue, item: dict[str, Any], stage: str, outputs: dict[str, Any], finfo: Any = None
+) -> None:
+    """Record ``stage``'s outputs for the item's clip, then queue the stages that ``avaforge.pipeline`` says
+    come next (message ids make a repeat of this after a redelivery a no-op). A batch stage next fans out
+    over the clip's frames to detect, from ``finfo`` (the clip's FramesInfo)."""
+    job, cid = item["job"], item.get("clip_id", "")
+    await put(queue, fact(job, stage, cid), outputs)
+    for nxt in pipeline.then(stage):
+        base = {"job": job, "clip_id": cid, "settings": item["settings"], "actions": item["actions"]}
+        if nxt.unit != "batch":
+            await queue.submit(nxt.name, base, msg_id=fact(job, nxt.name, cid))
+            continue
+        from avaforge import steps  # the stage modules are heavy; the gateway never gets here
+        from avaforge.settings import PipelineSettings
+
+        batches = steps.detect_batches(finfo, PipelineSettings.from_dict(item["settings"]), nxt.fanout)
+        for i, frames in enumerate(batches):
+            part = {**base, "frames": frames, "batch": i, "batches": len(batches)}
+            await queue.submit(nxt.name, part, msg_id=fact(job, nxt.name, cid, i))
+
+
+async def inputs(queue: WorkQueue, item: dict[str, Any], *stages: str) -> list[dict[str, Any]]:
+    """The facts of ``stages`` for the item's clip; a missing one is retried (it may not be recorded yet)."""
+    out = []
+    for stage in stages:
+        found = await get(queue, fact(item["job"], stage, item["clip_id"]))
+        if found is None:
+            raise RuntimeError(f"clip {item['clip_id']} of job {item['job']} has no {stage} output yet")
+        out.append(found)
+    return out
 
 
 async def put(queue: WorkQueue, key: str, value: dict[str, Any]) -> None:

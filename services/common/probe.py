@@ -12,7 +12,7 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.catalog import STAGE_PORT
+from services.common.catalog import STAGE_PORT
 
 
 def check(port: int, service: str = "", timeout_s: float = 3.0) -> str:

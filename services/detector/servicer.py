@@ -1,49 +1,45 @@
-"""gRPC adapter of the detect stage: fetch rawframes (cached by digest), detect, store the result."""
+"""The detector's gRPC API: DetectBatch, the same work as its queue handler."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import asyncio
 
 import grpc
 
 from avaforge.formats.timeline import rawframe_name
-from avaforge.settings import PipelineSettings
-from avaforge.stages.detect import detect_clip
-from avaforge.storage import ArtifactStore
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
 from services.common.artifacts import LocalCache
-from services.common.convert import ref_from_proto, ref_to_proto
+from services.common.convert import ref_from_proto, ref_to_proto, settings_from_json
 from services.common.deployment import DetectorPool
-from services.common.server import Metrics, RpcError, rpc
+from services.common.process import Deps
+from services.common.runtime import Registration, RpcError
+from services.detector import handlers
 
-SERVICE = "detector"
-METRICS = Metrics.create(SERVICE)
-FULL_NAME = stages_pb2.DESCRIPTOR.services_by_name["DetectorService"].full_name
+NAME = stages_pb2.DESCRIPTOR.services_by_name["DetectorService"].full_name
 MAX_FRAMES = 256
 
 
 class DetectorServicer(stages_pb2_grpc.DetectorServiceServicer):
-    def __init__(self, store: ArtifactStore, cache_dir: Path) -> None:
-        self.store = store
-        self.cache = LocalCache(store, cache_dir)
+    def __init__(self, deps: Deps) -> None:
+        self.store = deps.store
+        self.cache = LocalCache(deps.store, deps.cache_root)
         self.detectors = DetectorPool()
 
-    @rpc(SERVICE, METRICS, "DetectBatch")
-    def DetectBatch(self, request: stages_pb2.DetectBatchRequest, context: grpc.ServicerContext):  # type: ignore[no-untyped-def]
-        settings = PipelineSettings.from_dict(json.loads(request.settings_json or "{}"), "settings_json")
+    async def DetectBatch(self, request: stages_pb2.DetectBatchRequest, context):  # type: ignore[no-untyped-def]
+        settings = settings_from_json(request.settings_json)
         frames = list(request.frames)
         if not frames or len(frames) > MAX_FRAMES:
             raise RpcError(
                 grpc.StatusCode.INVALID_ARGUMENT, f"a batch needs 1..{MAX_FRAMES} frames, got {len(frames)}"
             )
-        folder = self.cache.folder(ref_from_proto(request.rawframes))
+        rawframes = ref_from_proto(request.rawframes)
+        folder = await asyncio.to_thread(self.cache.folder, rawframes)
         missing = [f for f in frames if f < 1 or not (folder / rawframe_name(f)).exists()]
         if missing:
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"frames {missing[:5]} are not in the clip")
-        dets = detect_clip(folder, frames, self.detectors.get(settings.detect), settings.detect.batch)
-        stored = self.store.put("detections", dets.to_bytes(), ".npz")
-        METRICS.items.labels(SERVICE, "done").inc()
+        dets, stored = await asyncio.to_thread(
+            handlers.detect, self.store, self.cache, self.detectors, rawframes, frames, settings
+        )
         return stages_pb2.DetectBatchResponse(
             frames=[
                 common_pb2.FrameBoxes(
@@ -55,3 +51,7 @@ class DetectorServicer(stages_pb2_grpc.DetectorServiceServicer):
             model_version=dets.model_version,
             detections=ref_to_proto(stored),
         )
+
+
+async def api(deps: Deps) -> list[Registration]:
+    return [(stages_pb2_grpc.add_DetectorServiceServicer_to_server, DetectorServicer(deps), NAME)]

@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from avaforge import pipeline
 from avaforge.formats.actions import ActionList
 from avaforge.formats.errors import FormatError
 from avaforge.queue import WorkQueue
@@ -96,20 +97,19 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         return spec  # type: ignore[return-value]
 
     async def _job(self, job_id: str) -> common_pb2.Job:
+        """The job as its facts show it: progress per stage of ``avaforge.pipeline``, then its state."""
         spec = await jobs.get(self.queue, job_id) or {}
         facts = await jobs.keys(self.queue, f"{job_id}.")
-        count = {
-            kind: sum(1 for k in facts if k.startswith(f"{job_id}.{kind}."))
-            for kind in ("ingested", "clip", "det", "track", "prop", "via", "labels")
-        }
-        clips = [await jobs.get(self.queue, k) for k in facts if k.startswith(f"{job_id}.clip.")]
         job = common_pb2.Job(
             job_id=job_id,
             settings_json=json.dumps(spec.get("settings", {})),
             actions_json=json.dumps(spec.get("actions", {})),
         )
-        for c in clips:
-            info = c["clip"]  # type: ignore[index]
+        clip_keys = [
+            k for k in facts if k.count(".") == 2 and k.startswith(jobs.fact(job_id, "ingest") + ".")
+        ]
+        for key in clip_keys:
+            info = (await jobs.get(self.queue, key) or {})["clip"]
             job.clips.add(
                 clip_id=info["clip_id"],
                 video_id=info["video_id"],
@@ -119,25 +119,32 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                 width=info["width"],
                 height=info["height"],
             )
-        n_videos, n_clips = len(spec.get("videos", [])), count["clip"]
-        for stage, done, total in (
-            ("ingest", count["ingested"], n_videos),
-            ("detect", count["det"], 0),
-            ("track", count["track"], n_clips),
-            ("proposals", count["prop"], n_clips),
-            ("via", count["via"], n_clips),
-            ("import", count["labels"], n_clips),
-        ):
-            job.progress.add(stage=stage, done=done, total=total)
+        n_videos, n_clips = len(spec.get("videos", [])), len(clip_keys)
+
+        def clips_done(stage: str) -> int:  # clip facts only, not the fan-out parts under them
+            prefix = jobs.fact(job_id, stage) + "."
+            return sum(1 for k in facts if k.startswith(prefix) and k.count(".") == 2)
+
+        videos_done = sum(1 for k in facts if k.startswith(f"{job_id}.ingested."))
+        for st in pipeline.STAGES:
+            if not st.progress:
+                continue
+            if st.unit == "video":
+                job.progress.add(stage=st.progress, done=videos_done, total=n_videos)
+            else:
+                job.progress.add(stage=st.progress, done=clips_done(st.name), total=n_clips)
+        automatic_done = all(
+            clips_done(st.name) == n_clips for st in pipeline.automatic() if st.unit != "video"
+        )
         error = await jobs.get(self.queue, f"{job_id}.error")
         if error:
             job.state = common_pb2.JOB_STATE_FAILED
             job.error.CopyFrom(common_pb2.StageError(**error))
         elif spec.get("cancelled"):
             job.state = common_pb2.JOB_STATE_CANCELLED
-        elif f"{job_id}.dataset" in facts:
+        elif jobs.fact(job_id, "dataset") in facts:
             job.state = common_pb2.JOB_STATE_SUCCEEDED
-        elif n_videos and count["ingested"] == n_videos and count["via"] == n_clips == count["prop"]:
+        elif n_videos and videos_done == n_videos and automatic_done:
             job.state = common_pb2.JOB_STATE_AWAITING_LABELS
         else:
             job.state = common_pb2.JOB_STATE_RUNNING if facts else common_pb2.JOB_STATE_QUEUED
@@ -172,7 +179,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def DownloadViaArchive(self, request, context):  # type: ignore[no-untyped-def]
         await self._spec(request.job_id, context)
-        via = await jobs.get(self.queue, f"{request.job_id}.via.{request.clip_id}")
+        via = await jobs.get(self.queue, jobs.fact(request.job_id, "via", request.clip_id))
         if via is None:
             await self._abort(
                 context,
@@ -190,7 +197,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             clip_id = project_clip_id(request.project, "uploaded project")
         except FormatError as exc:
             await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if await jobs.get(self.queue, f"{request.job_id}.via.{clip_id}") is None:
+        if await jobs.get(self.queue, jobs.fact(request.job_id, "via", clip_id)) is None:
             await self._abort(
                 context,
                 grpc.StatusCode.NOT_FOUND,
@@ -207,27 +214,27 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                 "settings": spec["settings"],
                 "actions": spec["actions"],
             },
-            msg_id=f"{request.job_id}.import.{ref.digest}",
+            msg_id=f"{jobs.fact(request.job_id, 'via_import', clip_id)}.{ref.digest}",
         )
         return await self._job(request.job_id)
 
     async def BuildDataset(self, request, context):  # type: ignore[no-untyped-def]
         spec = await self._spec(request.job_id, context)
-        if not await jobs.keys(self.queue, f"{request.job_id}.labels."):
+        labels = await jobs.keys(self.queue, jobs.fact(request.job_id, "via_import") + ".")
+        if not labels:
             await self._abort(
                 context, grpc.StatusCode.FAILED_PRECONDITION, "no finished project imported yet"
             )
-        labels = await jobs.keys(self.queue, f"{request.job_id}.labels.")
         await self.queue.submit(
             "dataset",
             {"job": request.job_id, "settings": spec["settings"], "actions": spec["actions"]},
-            msg_id=f"{request.job_id}.dataset.{len(labels)}",
+            msg_id=f"{jobs.fact(request.job_id, 'dataset')}.{len(labels)}",
         )
         return await self._job(request.job_id)
 
     async def DownloadDataset(self, request, context):  # type: ignore[no-untyped-def]
         await self._spec(request.job_id, context)
-        ds = await jobs.get(self.queue, f"{request.job_id}.dataset")
+        ds = await jobs.get(self.queue, jobs.fact(request.job_id, "dataset"))
         if ds is None:
             await self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, "the dataset is not built yet")
         async for chunk in self._stream(ds["dataset"]):  # type: ignore[index]

@@ -1,29 +1,26 @@
-"""Training jobs: the gRPC servicer (start, watch, cancel) and the queue worker that runs them.
-
-KV facts: ``train.<id>`` (spec, cancel flag), ``train.<id>.progress`` (iteration, loss), ``train.<id>.result``
-(config, metrics, checkpoint, logs, in S3), ``train.<id>.error``, ``train.<id>.cancelled``.
-"""
+"""The trainer's gRPC API: start, watch and cancel training jobs (``handlers.train_item`` runs them; the KV
+facts are listed there)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import grpc
 
-from avaforge.archive import pack_tree, unpack_tree
 from avaforge.queue import WorkQueue
-from avaforge.storage import ArtifactRef, StorageError
+from avaforge.storage import StorageError
 from avaforge.trainer.config import PRESETS
-from avaforge.v1 import common_pb2, stages_pb2_grpc
+from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
 from services.common import jobs
 from services.common.convert import ref_from_proto
+from services.common.process import Deps
+from services.common.runtime import Registration
+
+NAME = stages_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name
 
 
 async def training_job(queue: WorkQueue, job_id: str) -> common_pb2.Job:
@@ -99,63 +96,11 @@ class TrainerServicer(stages_pb2_grpc.TrainerServiceServicer):
         return await training_job(self.queue, request.job_id)
 
 
-async def train_item(ctx, p: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
-    """Run one training job: the dataset from S3, mmaction2 in a thread, progress and cancel through KV."""
-    from avaforge.trainer.hooks import TrainingCancelled
-    from avaforge.trainer.train import train
-
-    job = p["job"]
-    spec = await jobs.get(ctx.queue, f"train.{job}")
-    if spec is None:
-        raise RuntimeError(f"training job {job} has no spec")
-    with tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
-        unpack_tree(ctx.store.get(ArtifactRef(**spec["dataset"])), tmp / "dataset", f"dataset of {job}")
-        progress, cancel = tmp / "progress.json", tmp / "cancel"
-        task = asyncio.create_task(
-            asyncio.to_thread(
-                train,
-                tmp / "dataset",
-                spec["preset"],
-                tmp / "run",
-                iters=spec["iters"],
-                progress_file=progress,
-                cancel_file=cancel,
-            )
+async def api(deps: Deps) -> list[Registration]:
+    return [
+        (
+            stages_pb2_grpc.add_TrainerServiceServicer_to_server,
+            TrainerServicer(await deps.queue(), deps.store),
+            NAME,
         )
-        seen = None
-        while not task.done():
-            await asyncio.sleep(0.5)
-            if progress.exists() and progress.read_text() != seen:
-                seen = progress.read_text()
-                await jobs.put(ctx.queue, f"train.{job}.progress", json.loads(seen))
-            current = await jobs.get(ctx.queue, f"train.{job}")
-            if current and current.get("cancel"):
-                cancel.touch()
-        try:
-            result = task.result()
-        except TrainingCancelled:
-            await jobs.put(ctx.queue, f"train.{job}.cancelled", {"at": json.loads(progress.read_text())})
-            return
-        except Exception as exc:  # a training failure is final: report it, do not retry for hours
-            await jobs.put(ctx.queue, f"train.{job}.error", {"message": f"{type(exc).__name__}: {exc}"})
-            return
-        run = result.run_dir
-        logs = tmp / "logs"
-        for log in run.glob("*/*.log"):
-            (logs / log.parent.name).mkdir(parents=True, exist_ok=True)
-            (logs / log.parent.name / log.name).write_bytes(log.read_bytes())
-        stored = {
-            "config": ctx.store.put("train", result.config.read_bytes(), ".py").to_dict(),
-            "metrics": ctx.store.put("train", (run / "metrics.json").read_bytes(), ".json").to_dict(),
-            "checkpoint": ctx.store.put("train", result.checkpoint.read_bytes(), ".pth").to_dict(),
-            "logs": ctx.store.put("train", pack_tree(logs), ".tar").to_dict(),
-        }
-        if spec.get("demo_video"):
-            from avaforge.trainer.demo_video import render_demo
-
-            video = ctx.cache.file(ArtifactRef(**spec["demo_video"]), ".mp4")
-            out = tmp / "demo.mp4"
-            await asyncio.to_thread(render_demo, result.checkpoint, video, out, work=tmp / "demo_work")
-            stored["demo"] = ctx.store.put("train", out.read_bytes(), ".mp4").to_dict()
-        await jobs.put(ctx.queue, f"train.{job}.result", stored)
+    ]

@@ -2,7 +2,8 @@
 
 This table is the contract between the code and ``deploy/k8s``: the tests render the Kubernetes overlays and
 check that each entry has a Deployment running exactly this command, a Service, gRPC probes on this port and
-the image kind given here, and that every runnable module and queue stage in ``services/`` has an entry.
+the image kind given here, and that every service folder and every stage of ``avaforge.pipeline`` has an
+entry.
 The processes' own defaults (``AVAFORGE_GRPC_PORT`` when unset) come from here too.
 """
 
@@ -32,29 +33,30 @@ class Deployable:
         return ["python", "-m", *self.args]
 
 
-def _stage_api(stage: str) -> Deployable:
-    return Deployable(stage, ("services.stage_rpc",), "cpu", env={"AVAFORGE_STAGE_SERVICES": stage})
+def _api(service: str, port: int = STAGE_PORT) -> Deployable:
+    return Deployable(service, (f"services.{service}",), "cpu", port)
 
 
-def _worker(name: str, *stages: str, image: ImageKind = "cpu") -> Deployable:
-    return Deployable(f"worker-{name}", ("services.worker", *stages), image)
+def _worker(name: str, service: str, *stages: str, image: ImageKind = "cpu") -> Deployable:
+    """A queue worker of ``service`` for ``stages`` of ``avaforge.pipeline`` (none named: all of them)."""
+    return Deployable(f"worker-{name}", (f"services.{service}", "work", *stages), image)
 
 
 DEPLOYABLES: tuple[Deployable, ...] = (
-    Deployable("gateway", ("services.gateway",), "cpu", GATEWAY_PORT),
-    _stage_api("ingest"),
-    Deployable("detector", ("services.detector",), "cpu"),  # a Triton client: the GPU work runs in Triton
-    _stage_api("tracker"),
-    _stage_api("proposals"),
-    _stage_api("via"),
-    Deployable("trainer", ("services.trainer",), "cpu", TRAINER_PORT),
+    _api("gateway", GATEWAY_PORT),
+    _api("ingest"),
+    _api("detector"),  # detection itself runs in Triton when the deployment says so (AVAFORGE_DETECT_BACKEND)
+    _api("tracker"),
+    _api("proposals"),
+    _api("via"),
+    _api("trainer", TRAINER_PORT),
     _worker("ingest", "ingest"),
-    _worker("detect", "detect"),  # scaled on JetStream lag (KEDA) or CPU (HPA)
-    _worker("track", "track"),
+    _worker("detect", "detector"),  # scaled on JetStream lag (KEDA) or CPU (HPA)
+    _worker("track", "tracker"),
     _worker("proposals", "proposals"),
-    _worker("via", "via", "via_import"),
-    _worker("dataset", "dataset"),
-    _worker("train", "train", image="gpu"),
+    _worker("via", "via", "via", "via_import"),
+    _worker("dataset", "via", "dataset"),  # its own pods: a build holds a whole dataset on disk
+    _worker("train", "trainer", image="gpu"),
 )
 
 

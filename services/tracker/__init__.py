@@ -1,0 +1,1 @@
+"""Tracker: Deep SORT track ids for a clip's detections."""

@@ -1,0 +1,123 @@
+"""The VIA converter's work on artifacts (shared by its queue handlers and its gRPC API): export a clip's VIA
+project, import a finished one, and build the AVA dataset of a job from every imported clip."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from avaforge import steps
+from avaforge.archive import pack_tree
+from avaforge.formats.actions import ActionList
+from avaforge.formats.proposals import read_proposals
+from avaforge.settings import PipelineSettings
+from avaforge.stages.dataset import ClipBundle
+from avaforge.stages.frames import FramesInfo
+from avaforge.stages.ingest import ClipInfo
+from avaforge.stages.track import Tracks
+from avaforge.stages.via_import import ClipLabels
+from avaforge.storage import ArtifactRef, ArtifactStore
+from services.common import jobs
+from services.common.artifacts import LocalCache
+from services.common.worker import Context
+
+
+def export(
+    store: ArtifactStore,
+    cache: LocalCache,
+    finfo: FramesInfo,
+    rawframes: ArtifactRef,
+    tracks: ArtifactRef,
+    actions: ActionList,
+    s: PipelineSettings,
+) -> tuple[ArtifactRef, ArtifactRef]:
+    """The clip's VIA project and annotator zip."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = steps.export_via(
+            finfo, Tracks.load(cache.file(tracks, ".json")), actions, cache.folder(rawframes), Path(tmp), s
+        )
+        return store.put("via", out.project.read_bytes(), ".via3.json"), store.put(
+            "via", out.archive.read_bytes(), ".zip"
+        )
+
+
+def import_finished(
+    store: ArtifactStore,
+    cache: LocalCache,
+    finfo: FramesInfo,
+    tracks: ArtifactRef,
+    finished: ArtifactRef,
+    name: str,
+    actions: ActionList,
+    s: PipelineSettings,
+) -> tuple[ClipLabels, ArtifactRef]:
+    labels = steps.import_project(
+        store.get(finished), name, finfo, Tracks.load(cache.file(tracks, ".json")), actions, s
+    )
+    return labels, store.put("labels", labels.to_bytes(), ".json")
+
+
+async def via_item(ctx: Context, item: dict[str, Any]) -> None:
+    s, actions = PipelineSettings.from_dict(item["settings"]), ActionList.from_obj(item["actions"])
+    ingested, tracked = await jobs.inputs(ctx.queue, item, "ingest", "track")
+    project, archive = await asyncio.to_thread(
+        export,
+        ctx.store,
+        ctx.cache,
+        FramesInfo.from_dict(ingested["frames"]),
+        ArtifactRef(**ingested["rawframes"]),
+        ArtifactRef(**tracked["tracks"]),
+        actions,
+        s,
+    )
+    await jobs.complete(ctx.queue, item, "via", {"project": project.to_dict(), "archive": archive.to_dict()})
+
+
+async def via_import_item(ctx: Context, item: dict[str, Any]) -> None:
+    s, actions = PipelineSettings.from_dict(item["settings"]), ActionList.from_obj(item["actions"])
+    ingested, tracked = await jobs.inputs(ctx.queue, item, "ingest", "track")
+    labels, ref = await asyncio.to_thread(
+        import_finished,
+        ctx.store,
+        ctx.cache,
+        FramesInfo.from_dict(ingested["frames"]),
+        ArtifactRef(**tracked["tracks"]),
+        ArtifactRef(**item["finished"]),
+        item.get("name", "finished project"),
+        actions,
+        s,
+    )
+    await jobs.complete(
+        ctx.queue, item, "via_import", {"labels": ref.to_dict(), "unlabelled": labels.unlabelled}
+    )
+
+
+async def dataset_item(ctx: Context, item: dict[str, Any]) -> None:
+    s, actions = PipelineSettings.from_dict(item["settings"]), ActionList.from_obj(item["actions"])
+    job = item["job"]
+    bundles = []
+    for key in await jobs.keys(ctx.queue, jobs.fact(job, "via_import") + "."):
+        cid = key.rsplit(".", 1)[1]
+        ingested, imported, props = await jobs.inputs(
+            ctx.queue, {"job": job, "clip_id": cid}, "ingest", "via_import", "proposals"
+        )
+        folder = await asyncio.to_thread(ctx.cache.folder, ArtifactRef(**ingested["rawframes"]))
+        bundles.append(
+            ClipBundle(
+                ClipInfo.from_dict(ingested["clip"]),
+                FramesInfo.from_dict(ingested["frames"]),
+                folder,
+                read_proposals(ctx.cache.file(ArtifactRef(**props["proposals"]), ".pkl")),
+                ClipLabels.load(ctx.cache.file(ArtifactRef(**imported["labels"]), ".json")),
+            )
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        result = await asyncio.to_thread(steps.build_dataset, bundles, actions, s, Path(tmp) / "dataset")
+        ref = ctx.store.put("datasets", await asyncio.to_thread(pack_tree, result.out), ".tar")
+    summary = {k: v for k, v in result.summary.items() if k != "report"}  # a path in a deleted temp dir
+    await jobs.complete(ctx.queue, item, "dataset", {"dataset": ref.to_dict(), "summary": summary})
+
+
+HANDLERS = {"via": via_item, "via_import": via_import_item, "dataset": dataset_item}
