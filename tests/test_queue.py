@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from avaforge.devstack.servers import nats_server
 from avaforge.formats.errors import FormatError
 from avaforge.queue import RetryPolicy, WorkQueue
+from devstack.servers import nats_server
 
 FAST = RetryPolicy(max_deliver=3, backoff_s=(0.1, 0.2), ack_wait_s=5)
 

@@ -47,7 +47,7 @@ def test_credentials_are_required_and_checked(s3) -> None:
 
 
 def test_unreachable_server_fails_in_bounded_time(tmp_path: Path) -> None:
-    from avaforge.devstack.servers import free_port
+    from devstack.servers import free_port
 
     store = S3Store(f"127.0.0.1:{free_port()}", "a", "b", retries=2, timeout_s=0.5)
     start = time.monotonic()
