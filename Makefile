@@ -28,10 +28,10 @@ learning-check: install  ## the tiny model overfits its training keyframes (also
 	$(PY) -m pytest -q -s tests/test_learning_check.py
 
 up: install  ## local stack on loopback: nats-server (JetStream) + S3 server; env in .stack/stack.env
-	$(PY) -m avaforge.devstack up
+	$(PY) -m devstack up
 
 down:  ## stop what make up started
-	$(PY) -m avaforge.devstack down
+	$(PY) -m devstack down
 
 protos: install  ## regenerate the gRPC stubs (avaforge/v1/, not committed) from protos/avaforge/v1/*.proto
 	@bash scripts/gen_protos.sh

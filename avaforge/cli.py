@@ -142,6 +142,44 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_remote(args: argparse.Namespace) -> int:
+    """Only ``avaforge remote`` needs grpc and the generated stubs (avaforge/v1): imported here, on use."""
+    try:
+        from avaforge.cli_remote import cmd
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == "grpc" or exc.name.startswith("avaforge.v1")):
+            raise SystemExit(
+                f"error: avaforge remote needs grpc and the generated gRPC stubs ({exc}): "
+                "`make install` installs both, `make protos` regenerates the stubs"
+            ) from None
+        raise
+    return cmd(args)
+
+
+def _add_remote_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("remote", help="use a running stack (gateway) instead of this machine")
+    p.add_argument("--server", help="gateway HOST:PORT (default: $AVAFORGE_GATEWAY)")
+    rs = p.add_subparsers(dest="remote", required=True)
+    q = rs.add_parser("submit", help="upload videos and start a job")
+    q.add_argument("videos", nargs="+")
+    q.add_argument("--actions", required=True)
+    q.add_argument("--settings")
+    q.add_argument("--watch", action="store_true", help="follow progress until the VIA projects are ready")
+    rs.add_parser("jobs", help="list jobs")
+    for name, text in (("watch", "follow a job's progress"), ("build", "build the dataset and follow it")):
+        rs.add_parser(name, help=text).add_argument("job")
+    q = rs.add_parser("via", help="download the job's VIA zips")
+    q.add_argument("job")
+    q.add_argument("--out", required=True)
+    q = rs.add_parser("upload", help="upload finished VIA projects")
+    q.add_argument("job")
+    q.add_argument("files", nargs="+")
+    q = rs.add_parser("dataset", help="download the built dataset")
+    q.add_argument("job")
+    q.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_remote)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avaforge", description="videos in, an AVA action dataset out")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,9 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.4)
     p.set_defaults(func=_cmd_demo)
 
-    from avaforge.cli_remote import add_parser as add_remote
-
-    add_remote(sub)
+    _add_remote_parser(sub)
 
     p = sub.add_parser("report", help="(re)write the HTML/PNG report of a dataset")
     p.add_argument("dataset")

@@ -1,4 +1,5 @@
-"""``avaforge remote ...``: the CLI against a running stack (``--server`` or $AVAFORGE_GATEWAY)."""
+"""``avaforge remote ...`` against a running stack (``--server`` or $AVAFORGE_GATEWAY); the arguments are
+parsed in cli.py, which imports this module (and with it grpc and the generated stubs) only when it runs."""
 
 from __future__ import annotations
 
@@ -84,27 +85,3 @@ def cmd(args: argparse.Namespace) -> int:
         client.close()
     print(f"unknown remote command {args.remote}", file=sys.stderr)
     return 2
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("remote", help="use a running stack (gateway) instead of this machine")
-    p.add_argument("--server", help="gateway HOST:PORT (default: $AVAFORGE_GATEWAY)")
-    rs = p.add_subparsers(dest="remote", required=True)
-    q = rs.add_parser("submit", help="upload videos and start a job")
-    q.add_argument("videos", nargs="+")
-    q.add_argument("--actions", required=True)
-    q.add_argument("--settings")
-    q.add_argument("--watch", action="store_true", help="follow progress until the VIA projects are ready")
-    rs.add_parser("jobs", help="list jobs")
-    for name, text in (("watch", "follow a job's progress"), ("build", "build the dataset and follow it")):
-        rs.add_parser(name, help=text).add_argument("job")
-    q = rs.add_parser("via", help="download the job's VIA zips")
-    q.add_argument("job")
-    q.add_argument("--out", required=True)
-    q = rs.add_parser("upload", help="upload finished VIA projects")
-    q.add_argument("job")
-    q.add_argument("files", nargs="+")
-    q = rs.add_parser("dataset", help="download the built dataset")
-    q.add_argument("job")
-    q.add_argument("--out", required=True)
-    p.set_defaults(func=cmd)

@@ -110,16 +110,6 @@ class WorkQueue:
             await sub.unsubscribe()
         return out
 
-    async def put_job(self, job_id: str, state: dict[str, Any]) -> None:
-        await self.jobs.put(job_id, json.dumps(state, sort_keys=True).encode())
-
-    async def get_job(self, job_id: str) -> dict[str, Any] | None:
-        try:
-            entry = await self.jobs.get(job_id)
-        except nats.js.errors.KeyNotFoundError:
-            return None
-        return json.loads(entry.value) if entry.value else None
-
     async def work(
         self,
         stage: str,

@@ -1,4 +1,4 @@
-"""Artifact storage: content-addressed objects in S3 (through the ``minio`` SDK) or a local folder.
+"""Artifact storage: content-addressed objects in S3 (through the ``minio`` SDK).
 
 Keys are derived from content (``<prefix>/<sha256>[suffix]``), so writing the same bytes twice — e.g. when a
 queue redelivers an item — stores one object, and a reference (bucket, key, digest) pins exact bytes: reads
@@ -12,12 +12,8 @@ import hashlib
 import io
 import os
 import re
-import shutil
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Protocol
-
-from avaforge.fsutil import atomic_write_bytes
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,1023}")
 
@@ -69,36 +65,6 @@ def _verified(ref: ArtifactRef, data: bytes) -> bytes:
             f"{ref.bucket}/{ref.key}: content digest {digest[:12]} != reference {ref.digest[:12]}"
         )
     return data
-
-
-class LocalStore:
-    """The embedded runner's store: objects are files under ``root/<bucket>/<key>``."""
-
-    def __init__(self, root: str | Path, bucket: str = "avaforge") -> None:
-        self.root = Path(root)
-        self.bucket = bucket
-
-    def _path(self, key: str) -> Path:
-        return self.root / self.bucket / check_key(key)
-
-    def put(self, prefix: str, data: bytes, suffix: str = "") -> ArtifactRef:
-        key, digest = content_key(prefix, data, suffix)
-        path = self._path(key)
-        if not (path.exists() and path.stat().st_size == len(data)):
-            atomic_write_bytes(path, data)
-        return ArtifactRef(self.bucket, key, digest, len(data))
-
-    def get(self, ref: ArtifactRef) -> bytes:
-        try:
-            return _verified(ref, self._path(ref.key).read_bytes())
-        except FileNotFoundError:
-            raise StorageError(f"{ref.bucket}/{ref.key}: no such artifact") from None
-
-    def exists(self, ref: ArtifactRef) -> bool:
-        return self._path(ref.key).exists()
-
-    def clear(self) -> None:
-        shutil.rmtree(self.root / self.bucket, ignore_errors=True)
 
 
 class S3Store:
@@ -223,11 +189,3 @@ class S3Store:
         except S3Error:
             return False
         return True
-
-    def count(self, prefix: str = "") -> int:
-        return sum(
-            1
-            for _ in self._call(
-                prefix, lambda: list(self.client.list_objects(self.bucket, prefix, recursive=True))
-            )
-        )

@@ -32,12 +32,12 @@ import grpc  # noqa: E402
 from avaforge.archive import pack_tree  # noqa: E402
 from avaforge.client import GatewayClient  # noqa: E402
 from avaforge.dataset_layout import DatasetLayout  # noqa: E402
-from avaforge.devstack.servers import S3Credentials, free_port, nats_server, s3_server, wait_port  # noqa: E402
 from avaforge.formats.actions import ActionList  # noqa: E402
 from avaforge.runner import autolabel_workdir, build, import_finished, prepare  # noqa: E402
 from avaforge.settings import PipelineSettings  # noqa: E402
 from avaforge.storage import S3Store  # noqa: E402
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc  # noqa: E402
+from devstack.servers import S3Credentials, free_port, nats_server, s3_server, wait_port  # noqa: E402
 from services.common.catalog import DEPLOYABLES  # noqa: E402
 from services.common.convert import ref_to_proto  # noqa: E402
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from avaforge.devstack.servers import S3Credentials
+from devstack.servers import S3Credentials
 
 # Model exports (ONNX of the detector and embedder) go to a per-session cache unless the caller pins one;
 # the session removes the one it made (about 20 MB each run).
@@ -158,8 +158,8 @@ CREDS = S3Credentials("avaforge-test", "test-secret-key-0123")  # the test S3 se
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A real S3 server (SeaweedFS, or MinIO if installed) with credentials, and a store on it."""
-    from avaforge.devstack.servers import s3_server
     from avaforge.storage import S3Store
+    from devstack.servers import s3_server
 
     server = s3_server(tmp_path_factory.mktemp("s3"), CREDS).start()
     store = S3Store(f"127.0.0.1:{server.port}", CREDS.access_key, CREDS.secret_key, "artifacts")

@@ -156,8 +156,8 @@ def test_triton_model_configs_parse_and_agree_on_the_interface() -> None:
 def test_gateway_process_creates_its_bucket_when_asked(s3, tmp_path: Path) -> None:
     """As in the dev overlay: a fresh MinIO has no bucket; the gateway (AVAFORGE_S3_CREATE_BUCKET=1) makes it
     before it serves, and reports SERVING to the probe the image's HEALTHCHECK runs."""
-    from avaforge.devstack.servers import free_port, nats_server, wait_port
     from avaforge.storage import S3Store
+    from devstack.servers import free_port, nats_server, wait_port
     from tests.conftest import CREDS
 
     server, _ = s3

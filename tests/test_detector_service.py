@@ -11,10 +11,10 @@ import pytest
 
 from avaforge.archive import pack_dir
 from avaforge.detection import make_detector
-from avaforge.devstack.servers import free_port
 from avaforge.settings import DetectSettings
 from avaforge.stages.detect import Detections, detect_clip
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
+from devstack.servers import free_port
 from services.common.convert import ref_to_proto
 from services.common.process import Deps
 from services.detector.servicer import NAME, DetectorServicer

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from avaforge.devstack.servers import free_port, free_ports, wait_port
 from avaforge.storage import S3Store, StorageUnavailable
+from devstack.servers import free_port, free_ports, wait_port
+
+REPO = Path(__file__).resolve().parents[1]  # python -m devstack runs from the repository root
 
 
 def _stack_env(tmp_path: Path) -> dict[str, str]:
@@ -32,7 +34,7 @@ def _stack_env(tmp_path: Path) -> dict[str, str]:
 
 def _devstack(command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "avaforge.devstack", command], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "devstack", command], env=env, capture_output=True, text=True, cwd=REPO
     )
 
 

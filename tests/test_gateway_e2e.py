@@ -10,12 +10,12 @@ import pytest
 
 from avaforge.client import GatewayClient
 from avaforge.dataset_layout import DatasetLayout
-from avaforge.devstack.servers import nats_server
 from avaforge.formats.actions import ActionList
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.runner import autolabel_workdir, build, import_finished, prepare
 from avaforge.settings import PipelineSettings
 from avaforge.v1 import common_pb2, gateway_pb2
+from devstack.servers import nats_server
 from services.common.worker import Context, record_failure
 from services.gateway.__main__ import start
 from tests.stage_workers import HANDLERS, LoopThread, start_stage_workers
@@ -174,8 +174,8 @@ def test_s3_down_retries_then_fails_the_job_in_bounded_time(videos: Path, tmp_pa
     message naming the S3 server, within a bounded time."""
     import time
 
-    from avaforge.devstack.servers import s3_server
     from avaforge.storage import S3Store
+    from devstack.servers import s3_server
     from tests.conftest import CREDS
 
     s3 = s3_server(tmp_path / "s3", CREDS).start()
@@ -245,7 +245,7 @@ def test_gateway_metrics_and_restart_keep_jobs(s3, videos: Path, tmp_path: Path)
     """Gateway RPCs are counted for Prometheus, and a new gateway process answers for jobs of the old one."""
     import urllib.request
 
-    from avaforge.devstack.servers import free_port
+    from devstack.servers import free_port
 
     _, store = s3
     nats = nats_server(tmp_path / "nats").start()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from avaforge.devstack.servers import nats_server
 from avaforge.formats.errors import FormatError
 from avaforge.queue import RetryPolicy, WorkQueue
+from devstack.servers import nats_server
 
 FAST = RetryPolicy(max_deliver=3, backoff_s=(0.1, 0.2), ack_wait_s=5)
 
@@ -106,14 +106,14 @@ def test_work_and_job_state_survive_a_nats_restart(server) -> None:
 
     async def main():  # type: ignore[no-untyped-def]
         q = await WorkQueue.connect(url)
-        await q.put_job("job-7", {"state": "RUNNING", "stage": "detect"})
+        await q.jobs.put("job-7", b'{"stage": "detect"}')  # the job facts bucket (KV) is on disk too
         for i in range(10):
             await q.submit("track", {"i": i}, msg_id=f"t-{i}")
         await q.close()
         server.stop()  # SIGTERM: JetStream data is on disk
         server.start()
         q = await WorkQueue.connect(url)
-        assert await q.get_job("job-7") == {"state": "RUNNING", "stage": "detect"}
+        assert (await q.jobs.get("job-7")).value == b'{"stage": "detect"}'
         await _drain_with_workers(url, "track", 2, handler, lambda: _equals(len(seen), 10))
         await q.close()
 

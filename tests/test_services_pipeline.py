@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from avaforge.archive import pack_dir
-from avaforge.devstack.servers import nats_server
 from avaforge.formats.actions import ActionList
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.runner import prepare
 from avaforge.settings import PipelineSettings
 from avaforge.storage import ArtifactRef
+from devstack.servers import nats_server
 from services.common import jobs
 from services.common.worker import Context
 from tests.stage_workers import start_stage_workers
@@ -99,7 +99,7 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
         "AVAFORGE_ACK_WAIT_S": "4",
         "AVAFORGE_METRICS_PORT": "0",
     }
-    from avaforge.devstack.servers import free_port
+    from devstack.servers import free_port
 
     health_port = free_port()
     procs = [

@@ -12,10 +12,10 @@ import pytest
 
 from avaforge.archive import pack_tree
 from avaforge.dataset_layout import DatasetLayout
-from avaforge.devstack.servers import nats_server
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.storage import ArtifactRef
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
+from devstack.servers import nats_server
 from services.common import jobs, runtime
 from services.common.convert import ref_to_proto
 from services.common.worker import Context

@@ -9,9 +9,9 @@ import pytest
 
 from avaforge.detection import make_detector
 from avaforge.detection.model_files import file_digest, onnx_model, resolve_weights
-from avaforge.devstack.servers import free_port, triton_server, wait_model_ready
 from avaforge.formats.errors import FormatError
 from avaforge.settings import DetectSettings
+from devstack.servers import free_port, triton_server, wait_model_ready
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

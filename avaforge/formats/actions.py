@@ -12,7 +12,6 @@ action to an earlier group later does not renumber existing ones. The final ids 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,10 +47,6 @@ class ActionList:
     def __len__(self) -> int:
         return sum(len(g.actions) for g in self.groups)
 
-    @property
-    def ids(self) -> list[int]:
-        return sorted(a.id for a in self)
-
     def by_id(self) -> dict[int, Action]:
         return {a.id: a for a in self}
 
@@ -63,10 +58,6 @@ class ActionList:
 
     def to_dict(self) -> dict[str, Any]:
         return {"groups": {g.name: [{"name": a.name, "id": a.id} for a in g.actions] for g in self.groups}}
-
-    def digest(self) -> str:
-        """Content hash, used in artifact keys: the same list gives the same VIA projects and pbtxt."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
     def from_obj(cls, obj: Any, where: str = "action list") -> ActionList:

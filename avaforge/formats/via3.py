@@ -1,9 +1,10 @@
 """VIA 3 projects: build one per clip (one file and one view per keyframe) and parse finished ones.
 
-Layout written (see ``VIA3-CodeDoc.md``): attribute "1" is the text attribute ``person`` holding the track
-id and shown as the region label; attributes "2".. are one checkbox attribute per action group whose option
-ids are the action ids, with ``default_option_id: ""`` and no ticks in ``av`` (VIA would otherwise pre-tick
-every new box). A region is ``{vid, flg: 0, z: [], xy: [2, x, y, w, h], av}`` in pixels. Ids are derived from
+Layout written (as VIA's "Code Documentation for VIA Version 3.x.y" describes the format): attribute "1" is
+the text attribute ``person`` holding the track id and shown as the region label; attributes "2".. are one
+checkbox attribute per action group whose option ids are the action ids, with ``default_option_id: ""`` and
+no ticks in ``av`` (VIA would otherwise pre-tick every new box). A region is
+``{vid, flg: 0, z: [], xy: [2, x, y, w, h], av}`` in pixels. Ids are derived from
 the input, so the same input gives the same bytes.
 
 Files are the keyframe images ``{video_id}_{second:04d}.jpg``; parsing maps a region to its second through

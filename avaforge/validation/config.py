@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from avaforge.formats.errors import Severity
 from avaforge.formats.timeline import FPS, RAWFRAME_TEMPLATE
+from avaforge.validation.report import ValidationReport, WindowSettings
 
 if TYPE_CHECKING:
     from avaforge.dataset_layout import DatasetLayout
-    from avaforge.validation.dataset import ValidationReport, WindowSettings
 
 
 def _get(cfg: Any, *keys: str) -> Any:
@@ -33,8 +33,6 @@ def check_config(
     path: str | Path, layout: DatasetLayout, action_ids: set[int], report: ValidationReport
 ) -> WindowSettings:
     from mmengine.config import Config
-
-    from avaforge.validation.dataset import WindowSettings
 
     where = str(path)
     try:

@@ -2,80 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from avaforge.dataset_layout import SPLITS, DatasetLayout
 from avaforge.formats.ava_csv import AvaRow, check_row, parse_excluded, parse_rows, proposal_key
-from avaforge.formats.errors import FormatError, Problem, Severity, read_text
+from avaforge.formats.errors import FormatError, Severity, read_text
 from avaforge.formats.pbtxt import parse_pbtxt
 from avaforge.formats.proposals import check_array, loads_raw, parse_key
 from avaforge.formats.timeline import sample_window
-
-
-@dataclass
-class ValidationReport:
-    dataset: str
-    problems: list[Problem] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity is Severity.ERROR]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity is Severity.WARNING]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def codes(self) -> Counter[str]:
-        return Counter(p.code for p in self.problems)
-
-    def add(self, severity: Severity, code: str, message: str, where: str) -> None:
-        self.problems.append(Problem(severity, code, message, where))
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "dataset": self.dataset,
-                "ok": self.ok,
-                "errors": len(self.errors),
-                "warnings": len(self.warnings),
-                "summary": self.summary,
-                "problems": [p.as_dict() for p in self.problems],
-            },
-            indent=2,
-        )
-
-    def to_text(self) -> str:
-        lines = [str(p) for p in self.problems]
-        for split, info in self.summary.get("splits", {}).items():
-            lines.append(
-                f"{split}: {info['rows']} rows, {info['boxes']} boxes, {info['keyframes']} keyframes, "
-                f"{info['videos']} videos"
-            )
-        verdict = "OK" if self.ok else "FAILED"
-        lines.append(f"{verdict}: {len(self.errors)} errors, {len(self.warnings)} warnings in {self.dataset}")
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class WindowSettings:
-    """How mmaction2 will sample frames; defaults are the SlowFast/SlowOnly AVA configs'."""
-
-    clip_len: int = 32
-    frame_interval: int = 2
-    start_index: int = 1
-    timestamp_start: int = 0
-    shot_frames: int | None = None  # (timestamp_end - timestamp_start) * fps, None = no upper clamp
+from avaforge.validation.config import check_config
+from avaforge.validation.report import ValidationReport, WindowSettings
 
 
 def validate_dataset(
@@ -88,8 +27,6 @@ def validate_dataset(
         return report
     action_ids = _check_label_map(layout, report)
     if config is not None:
-        from avaforge.validation.config import check_config
-
         window = check_config(config, layout, action_ids, report)
     window = window or WindowSettings()
     videos_by_split: dict[str, set[str]] = {}

@@ -3,7 +3,8 @@
 A job's settings say *what* to compute (model, image size, thresholds); the cluster decides *where*: with
 ``AVAFORGE_DETECT_BACKEND=triton`` every detection runs on the Triton server at ``AVAFORGE_TRITON_URL``
 whatever backend the job named, so detector pods stay light clients and the GPU sits in Triton. The
-backends give the same boxes (tests/test_triton_backend.py), so the override does not change results.
+backends give the same boxes (tests/test_triton.py::test_triton_backend_matches_onnx_runtime), so the
+override does not change results.
 """
 
 from __future__ import annotations

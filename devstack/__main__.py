@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from avaforge.detection.model_files import file_digest, onnx_model, resolve_weights
-from avaforge.devstack.servers import (
+from avaforge.storage import S3Store
+from devstack.servers import (
     S3Credentials,
     nats_server,
     port_in_use,
@@ -33,10 +34,9 @@ from avaforge.devstack.servers import (
     wait_model_ready,
     wait_port,
 )
-from avaforge.storage import S3Store
 from services.common.catalog import DEPLOYABLES
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _dir() -> Path:
