@@ -63,4 +63,4 @@ USER 10001:10001
 EXPOSE 50051 9100
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 CMD ["python", "-m", "services.common.probe"]
 ENTRYPOINT ["python", "-m"]
-CMD ["services.worker", "train"]
+CMD ["services.trainer", "work"]

@@ -8,8 +8,8 @@ log() { printf '[image-check] %s\n' "$*" >&2; }
 
 log "imports"
 podman run --rm --read-only --network none --entrypoint python "$IMAGE" -c '
-import services.gateway.__main__, services.worker, services.stage_rpc, services.detector.__main__
-import services.trainer.__main__, services.common.probe, avaforge.detection.onnx_backend, avaforge.stages.track
+import services.gateway.__main__, services.ingest.__main__, services.detector.__main__, services.tracker.__main__
+import services.proposals.__main__, services.via.__main__, services.trainer.__main__, services.common.probe, avaforge.detection.onnx_backend, avaforge.stages.track
 import os, pwd; print("imports ok as", pwd.getpwuid(os.getuid()).pw_name)'
 
 podman run --rm --read-only --network none --entrypoint ffmpeg "$IMAGE" -hide_banner -version | head -1
@@ -22,7 +22,7 @@ log "a stage service in the container answers its health check"
 name="avaforge-check-$$"
 podman run -d --rm --read-only --network none --name "$name" \
     -e AVAFORGE_GRPC_PORT=50051 -e AVAFORGE_S3_ACCESS_KEY=check -e AVAFORGE_S3_SECRET_KEY=check-secret \
-    -e AVAFORGE_STAGE_SERVICES=ingest,tracker "$IMAGE" services.stage_rpc >/dev/null
+    "$IMAGE" services.tracker >/dev/null
 trap 'podman rm -f "$name" >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 1 60); do
     if podman exec "$name" python -m services.common.probe 2>/dev/null; then

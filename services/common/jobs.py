@@ -3,7 +3,7 @@
 Keys (dots separate, all under the job id); ``<stage>`` is a stage name of ``avaforge.pipeline``:
   <job>                       the job spec and its terminal state (gateway)
   <job>.<stage>.<clip>        a clip's outputs of the stage (artifact refs and small values)
-  <job>.<stage>.<clip>.<i>    fan-out item i of a batch stage (detect)
+  <job>.parts.<stage>.<clip>.<i>  fan-out item i of a batch stage (detect)
   <job>.ingested.<i>          source video i is cut into clips
   <job>.dataset               the dataset (a job-unit stage has no clip part)
   <job>.error                 the stage error that failed the job
@@ -46,9 +46,24 @@ async def submit_video(
 
 
 def fact(job: str, stage: str, clip_id: str = "", part: int | None = None) -> str:
-    """The KV key of a stage's output for one clip (or for the job, with no clip)."""
-    key = f"{job}.{pipeline.stage(stage).name}" + (f".{clip_id}" if clip_id else "")
-    return key if part is None else f"{key}.{part:05d}"
+    """The KV key of a stage's output for one clip (or for the job, with no clip), or of fan-out item
+    ``part`` of a batch stage (kept under ``parts.``: listing a stage's clip facts never meets them)."""
+    name = pipeline.stage(stage).name
+    if part is not None:
+        return f"{job}.parts.{name}.{clip_id}.{part:05d}"
+    return f"{job}.{name}" + (f".{clip_id}" if clip_id else "")
+
+
+async def clip_facts(queue: WorkQueue, job: str, stage: str) -> list[str]:
+    """The clip ids that have ``stage``'s output recorded (clip ids may contain dots)."""
+    prefix = fact(job, stage) + "."
+    return [k[len(prefix) :] for k in await keys(queue, prefix)]
+
+
+async def parts(queue: WorkQueue, job: str, stage: str, clip_id: str) -> list[str]:
+    """The keys of the fan-out items of ``stage`` recorded for one clip, in item order."""
+    prefix = f"{job}.parts.{pipeline.stage(stage).name}.{clip_id}."
+    return [k for k in await keys(queue, prefix) if k[len(prefix) :].isdigit()]
 
 
 async def complete(

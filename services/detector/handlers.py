@@ -41,7 +41,7 @@ async def detect_item(ctx: Context, item: dict[str, Any]) -> None:
         detect, ctx.store, ctx.cache, ctx.detectors, rawframes, item["frames"], s
     )
     await jobs.put(ctx.queue, jobs.fact(job, "detect", cid, item["batch"]), ref.to_dict())
-    parts = await jobs.keys(ctx.queue, jobs.fact(job, "detect", cid) + ".")
+    parts = await jobs.parts(ctx.queue, job, "detect", cid)
     if len(parts) < item["batches"]:
         return
     # the last batch in: merge (any worker that sees all parts merges the same bytes; ids dedup the rest)

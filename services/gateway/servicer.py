@@ -105,11 +105,14 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             settings_json=json.dumps(spec.get("settings", {})),
             actions_json=json.dumps(spec.get("actions", {})),
         )
-        clip_keys = [
-            k for k in facts if k.count(".") == 2 and k.startswith(jobs.fact(job_id, "ingest") + ".")
-        ]
-        for key in clip_keys:
-            info = (await jobs.get(self.queue, key) or {})["clip"]
+
+        def clip_ids(stage: str) -> list[str]:  # clip facts only: fan-out parts live under ``parts.``
+            prefix = jobs.fact(job_id, stage) + "."
+            return [k[len(prefix) :] for k in facts if k.startswith(prefix)]
+
+        ingested = clip_ids("ingest")
+        for cid in ingested:
+            info = (await jobs.get(self.queue, jobs.fact(job_id, "ingest", cid)) or {})["clip"]
             job.clips.add(
                 clip_id=info["clip_id"],
                 video_id=info["video_id"],
@@ -119,11 +122,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                 width=info["width"],
                 height=info["height"],
             )
-        n_videos, n_clips = len(spec.get("videos", [])), len(clip_keys)
+        n_videos, n_clips = len(spec.get("videos", [])), len(ingested)
 
-        def clips_done(stage: str) -> int:  # clip facts only, not the fan-out parts under them
-            prefix = jobs.fact(job_id, stage) + "."
-            return sum(1 for k in facts if k.startswith(prefix) and k.count(".") == 2)
+        def clips_done(stage: str) -> int:
+            return len(clip_ids(stage))
 
         videos_done = sum(1 for k in facts if k.startswith(f"{job_id}.ingested."))
         for st in pipeline.STAGES:
@@ -220,7 +222,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def BuildDataset(self, request, context):  # type: ignore[no-untyped-def]
         spec = await self._spec(request.job_id, context)
-        labels = await jobs.keys(self.queue, jobs.fact(request.job_id, "via_import") + ".")
+        labels = await jobs.clip_facts(self.queue, request.job_id, "via_import")
         if not labels:
             await self._abort(
                 context, grpc.StatusCode.FAILED_PRECONDITION, "no finished project imported yet"

@@ -98,8 +98,7 @@ async def dataset_item(ctx: Context, item: dict[str, Any]) -> None:
     s, actions = PipelineSettings.from_dict(item["settings"]), ActionList.from_obj(item["actions"])
     job = item["job"]
     bundles = []
-    for key in await jobs.keys(ctx.queue, jobs.fact(job, "via_import") + "."):
-        cid = key.rsplit(".", 1)[1]
+    for cid in await jobs.clip_facts(ctx.queue, job, "via_import"):
         ingested, imported, props = await jobs.inputs(
             ctx.queue, {"job": job, "clip_id": cid}, "ingest", "via_import", "proposals"
         )
