@@ -30,7 +30,9 @@ async def train_item(ctx: Context, p: dict[str, Any]) -> None:
         raise RuntimeError(f"training job {job} has no spec")
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        unpack_tree(ctx.store.get(ArtifactRef(**spec["dataset"])), tmp / "dataset", f"dataset of {job}")
+        # every blocking call in a thread: the loop keeps serving the API and the other items meanwhile
+        data = await asyncio.to_thread(ctx.store.get, ArtifactRef(**spec["dataset"]))
+        await asyncio.to_thread(unpack_tree, data, tmp / "dataset", f"dataset of {job}")
         progress, cancel = tmp / "progress.json", tmp / "cancel"
         task = asyncio.create_task(
             asyncio.to_thread(
@@ -65,19 +67,25 @@ async def train_item(ctx: Context, p: dict[str, Any]) -> None:
         for log in run.glob("*/*.log"):
             (logs / log.parent.name).mkdir(parents=True, exist_ok=True)
             (logs / log.parent.name / log.name).write_bytes(log.read_bytes())
-        stored = {
-            "config": ctx.store.put("train", result.config.read_bytes(), ".py").to_dict(),
-            "metrics": ctx.store.put("train", (run / "metrics.json").read_bytes(), ".json").to_dict(),
-            "checkpoint": ctx.store.put("train", result.checkpoint.read_bytes(), ".pth").to_dict(),
-            "logs": ctx.store.put("train", pack_tree(logs), ".tar").to_dict(),
-        }
+
+        def store(data: bytes, suffix: str) -> dict[str, Any]:
+            return ctx.store.put("train", data, suffix).to_dict()
+
+        stored = await asyncio.to_thread(
+            lambda: {
+                "config": store(result.config.read_bytes(), ".py"),
+                "metrics": store((run / "metrics.json").read_bytes(), ".json"),
+                "checkpoint": store(result.checkpoint.read_bytes(), ".pth"),
+                "logs": store(pack_tree(logs), ".tar"),
+            }
+        )
         if spec.get("demo_video"):
             from avaforge.trainer.demo_video import render_demo
 
-            video = ctx.cache.file(ArtifactRef(**spec["demo_video"]), ".mp4")
+            video = await asyncio.to_thread(ctx.cache.file, ArtifactRef(**spec["demo_video"]), ".mp4")
             out = tmp / "demo.mp4"
             await asyncio.to_thread(render_demo, result.checkpoint, video, out, work=tmp / "demo_work")
-            stored["demo"] = ctx.store.put("train", out.read_bytes(), ".mp4").to_dict()
+            stored["demo"] = await asyncio.to_thread(store, out.read_bytes(), ".mp4")
         await jobs.put(ctx.queue, f"train.{job}.result", stored)
 
 
