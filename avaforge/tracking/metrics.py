@@ -14,17 +14,16 @@ __all__ = ["hungarian", "id_switches", "iou_matrix", "match_boxes"]
 
 
 def hungarian(a: np.ndarray, b: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
-    """Optimal one-to-one matching of boxes by IoU, keeping pairs with IoU >= min_iou."""
-    ious = iou_matrix(a, b)
-    if ious.size == 0:
-        return []
-    rows, cols = linear_sum_assignment(-ious)
-    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if ious[r, c] >= min_iou]
+    """Optimal one-to-one matching of xyxy arrays a (N, 4+) and b (M, 4+) by IoU, keeping IoU >= min_iou."""
+    return _assign(iou_matrix(a, b), min_iou)
 
 
 def match_boxes(a: Boxes, b: Boxes, min_iou: float) -> list[tuple[int, int]]:
     """``hungarian`` on typed boxes: both must be in one coordinate space (and frame size if known)."""
-    ious = a.iou(b)
+    return _assign(a.iou(b), min_iou)
+
+
+def _assign(ious: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
     if ious.size == 0:
         return []
     rows, cols = linear_sum_assignment(-ious)
