@@ -92,7 +92,7 @@ def test_detector_finds_both_players_and_tracker_ids_are_stable(basketball_track
     assert result["total"] <= 3, result
     ids = basketball_tracks.track_ids
     assert ids == list(range(len(ids)))  # contiguous from 0
-    assert all((rows[:, 0] >= 0).all() for rows in tracked.values())
+    assert all((boxes.tracked_ids >= 0).all() for boxes in tracked.values())
 
 
 def test_onnx_embedder_matches_the_packages_torch_embedder(basketball_rawframes: Path) -> None:

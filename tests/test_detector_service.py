@@ -51,7 +51,7 @@ def test_detect_batch_matches_the_in_process_stage(detector, basketball_rawframe
     boxes = Detections.load(__import__("io").BytesIO(stored)).boxes
     for got, expected in zip(reply.frames, boxes, strict=True):
         np.testing.assert_allclose(
-            [[b.x1, b.y1, b.x2, b.y2, b.score] for b in got.boxes], expected, rtol=1e-5
+            [[b.x1, b.y1, b.x2, b.y2, b.score] for b in got.boxes], expected.to_rows(), rtol=1e-5
         )
     assert reply.model_version.startswith("yolo11n-pose.pt:")
 

@@ -59,7 +59,10 @@ def test_prepare_writes_clips_tracks_proposals_and_via(run, capsys) -> None:
             seconds=finfo.labelled_seconds,
         )
         for t in finfo.labelled_seconds:  # the VIA project round-trips to the tracked boxes and ids
-            expected = sorted((int(r[0]), *np.round(r[1:5], 2)) for r in tracks.at_second(t) if r[5] >= 0.5)
+            shown = tracks.at_second(t).with_min_score(0.5)
+            expected = sorted(
+                (int(i), *np.round(b, 2)) for i, b in zip(shown.tracked_ids, shown.xyxy, strict=True)
+            )
             got = sorted((int(r.person), *np.round(r.box, 2)) for r in parsed.regions if r.second == t)
             assert [g[0] for g in got] == [e[0] for e in expected]
             np.testing.assert_allclose([g[1:] for g in got], [e[1:] for e in expected], atol=0.011)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from avaforge.boxes import Boxes
 from avaforge.formats.actions import ActionList
 from avaforge.formats.errors import FormatError
 from avaforge.formats.via3 import build_project
@@ -23,9 +24,8 @@ def _tracks() -> Tracks:
     boxes = {}
     for t in range(10):
         dx = 5 * t
-        boxes[30 * t + 1] = np.array(
-            [[0, 20 + dx, 30, 80 + dx, 200, 0.9], [1, 250, 40, 310, 220, 0.8], [2, 380, 10, 400, 40, 0.3]]
-        )
+        xyxy = [[20 + dx, 30, 80 + dx, 200], [250, 40, 310, 220], [380, 10, 400, 40]]
+        boxes[30 * t + 1] = Boxes(np.array(xyxy), np.array([0.9, 0.8, 0.3]), track_id=np.array([0, 1, 2]))
     return Tracks(boxes)
 
 

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from avaforge.formats.ava_csv import check_video_id
+from avaforge.boxes import Boxes
+from avaforge.formats.ava_csv import check_video_id, proposal_key
 from avaforge.formats.errors import FormatError, Problem, Severity, read_bytes
 from avaforge.fsutil import atomic_write_bytes
 
@@ -81,6 +82,18 @@ def _as_float_array(key: str, raw: Any) -> np.ndarray:
             f"values of dtype {arr.dtype} are not numbers (scores stored as strings?)", f"proposals[{key!r}]"
         )
     return arr.astype(np.float64)
+
+
+def from_boxes(video_id: str, by_second: Mapping[int, Boxes]) -> Proposals:
+    """Checked proposals of one video from its normalised boxes per keyframe second."""
+    if any(b.space != "normalised" for b in by_second.values()):
+        raise ValueError("proposals are normalised boxes; convert with Boxes.to_normalised()")
+    return normalise({proposal_key(video_id, t): b.to_rows() for t, b in by_second.items()})
+
+
+def to_boxes(proposals: Proposals, key: str) -> Boxes:
+    """The normalised boxes stored under ``key`` (none when the key is absent)."""
+    return Boxes.from_rows(proposals[key], "normalised") if key in proposals else Boxes.empty("normalised")
 
 
 def dumps(proposals: Mapping[str, Any]) -> bytes:

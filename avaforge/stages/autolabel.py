@@ -25,9 +25,9 @@ def track_speed(tracks: Tracks, track_id: int, second: int, window_s: float = 0.
     centre = keyframe_index(second)
     lo, hi = centre - window_s * FPS, centre + window_s * FPS
     pts = []
-    for frame, rows in tracks.boxes.items():
+    for frame, boxes in tracks.boxes.items():
         if lo <= frame <= hi:
-            for tid, x1, y1, x2, y2, _ in rows:
+            for tid, (x1, y1, x2, y2) in zip(boxes.tracked_ids, boxes.xyxy, strict=True):
                 if int(tid) == track_id:
                     pts.append((frame, (x1 + x2) / 2, (y1 + y2) / 2, y2 - y1))
     if len(pts) < 2:
@@ -53,9 +53,7 @@ def suggest(
     walk, still = names[settings.walk_action].id, names[settings.still_action].id
     out: Suggestions = {}
     for t in frames.labelled_seconds:
-        for row in tracks.at_second(t):
-            if row[5] < min_score:
-                continue
-            speed = track_speed(tracks, int(row[0]), t)
-            out[(t, int(row[0]))] = (walk,) if speed is not None and speed > settings.walk_speed else (still,)
+        for tid in tracks.at_second(t).with_min_score(min_score).tracked_ids:
+            speed = track_speed(tracks, int(tid), t)
+            out[(t, int(tid))] = (walk,) if speed is not None and speed > settings.walk_speed else (still,)
     return out

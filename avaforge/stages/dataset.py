@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from avaforge.boxes import Boxes
 from avaforge.dataset_layout import SPLITS, DatasetLayout
 from avaforge.formats.actions import ActionList
 from avaforge.formats.ava_csv import AvaRow, proposal_key, write_excluded, write_rows
 from avaforge.formats.errors import FormatError
 from avaforge.formats.pbtxt import write_pbtxt
-from avaforge.formats.proposals import Proposals, write_proposals
+from avaforge.formats.proposals import Proposals, to_boxes, write_proposals
 from avaforge.formats.timeline import write_included_timestamps
 from avaforge.fsutil import atomic_write_bytes, link_or_copy
 from avaforge.report import PROVENANCE_FILE
@@ -116,10 +117,11 @@ def build_dataset(
         for r in rows:
             gt_by_key[r.key].add(r.box)
         for key, boxes in sorted(gt_by_key.items()):
-            if proposals.get(key, np.zeros((0, 5))).shape[0]:
+            if len(to_boxes(proposals, key)):
                 continue
             if split == "train":  # mmaction2 adds GT to the proposals in training anyway
-                proposals[key] = np.array([[*box, 1.0] for box in sorted(boxes)], dtype=np.float64)
+                gt = Boxes(np.array(sorted(boxes)), np.ones(len(boxes)), "normalised")
+                proposals[key] = gt.to_rows()
                 summary["gt_added_to_proposals"] += len(boxes)
             else:  # evaluation must not see GT as proposals; mmaction2 fails on an empty keyframe: exclude it
                 video, ts = key.rsplit(",", 1)

@@ -1,14 +1,15 @@
 """Detect: people in the frames of a clip, at the tracking rate plus every keyframe, in batches.
 
-JPEG decoding of the next batch overlaps inference of the current one (a reader thread), so the detector
-is never idle waiting for disk.
+``detect_frames`` is the compute, on decoded frames; ``detect_clip`` feeds it JPEGs from a rawframes folder,
+decoding the next batch while the detector works on the current one (a reader thread), so the detector is
+never idle waiting for disk.
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from avaforge.boxes import Boxes
 from avaforge.detection import Detector
 from avaforge.formats.errors import FormatError
 from avaforge.formats.timeline import FPS, keyframe_index, rawframe_name
@@ -39,17 +41,29 @@ def frames_to_detect(num_frames: int, tracking_fps: float, keyframe_seconds: tup
 
 @dataclass
 class Detections:
+    """The people found on each detected frame (ascending): untracked pixel boxes with scores."""
+
     frames: list[int]
-    boxes: list[np.ndarray]  # per frame float64 (N, 5) [x1, y1, x2, y2, score] in pixels
+    boxes: list[Boxes]
     model_version: str = ""
 
-    def by_frame(self) -> dict[int, np.ndarray]:
+    def __post_init__(self) -> None:
+        if len(self.frames) != len(self.boxes):
+            raise ValueError(f"{len(self.frames)} frames but {len(self.boxes)} box sets")
+        if any(b.space != "pixels" or b.track_id is not None for b in self.boxes):
+            raise ValueError("detections are untracked pixel boxes")
+
+    def by_frame(self) -> dict[int, Boxes]:
         return dict(zip(self.frames, self.boxes, strict=True))
 
     def to_bytes(self) -> bytes:
-        """An ``.npz`` with fixed zip timestamps: the same detections always give the same bytes (and key)."""
+        """An ``.npz`` with fixed zip timestamps: the same detections always give the same bytes (and key).
+
+        Members: ``frames`` int32 (F,), ``counts`` int32 (F,) boxes per frame, ``boxes`` float64 (sum, 5)
+        rows ``[x1, y1, x2, y2, score]`` in pixels, ``model_version``. The frame size is not stored.
+        """
         counts = np.array([len(b) for b in self.boxes], dtype=np.int32)
-        flat = np.concatenate(self.boxes) if self.boxes else np.zeros((0, 5))
+        flat = np.concatenate([b.to_rows() for b in self.boxes]) if self.boxes else np.zeros((0, 5))
         arrays = {
             "frames": np.array(self.frames, dtype=np.int32),
             "counts": counts,
@@ -69,16 +83,18 @@ class Detections:
         atomic_write_bytes(path, self.to_bytes())
 
     @classmethod
-    def load(cls, path: str | Path) -> Detections:
+    def load(cls, path: str | Path | io.BytesIO) -> Detections:
         with np.load(path) as z:
             splits = np.cumsum(z["counts"])[:-1]
-            boxes = np.split(z["boxes"], splits) if len(z["counts"]) else []
-            return cls(z["frames"].tolist(), [b.reshape(-1, 5) for b in boxes], str(z["model_version"]))
+            rows = np.split(z["boxes"], splits) if len(z["counts"]) else []
+            return cls(z["frames"].tolist(), [Boxes.from_rows(r) for r in rows], str(z["model_version"]))
 
 
 def merge_detections(parts: list[Detections]) -> Detections:
     """One clip's detections from batches detected apart (any order); frames must not repeat."""
-    pairs = sorted((f, b) for part in parts for f, b in zip(part.frames, part.boxes, strict=True))
+    pairs = sorted(
+        ((f, b) for part in parts for f, b in zip(part.frames, part.boxes, strict=True)), key=lambda p: p[0]
+    )
     frames = [f for f, _ in pairs]
     if len(set(frames)) != len(frames):
         raise ValueError("a frame was detected in two batches")
@@ -113,6 +129,29 @@ def _batches(frame_dir: Path, frames: list[int], size: int) -> Iterator[tuple[li
             yield chunk, images
 
 
+def keep_people(boxes: Boxes) -> Boxes:
+    """Drop boxes thinner than MIN_BOX_PX in either direction."""
+    return boxes.with_min_side(MIN_BOX_PX)
+
+
+def detect_frames(
+    batches: Iterable[tuple[list[int], list[np.ndarray]]],
+    detector: Detector,
+    progress: Callable[[int], None] | None = None,
+) -> Detections:
+    """Detections of decoded frames, given as batches of (1-based frame numbers, BGR images)."""
+    out_frames: list[int] = []
+    out_boxes: list[Boxes] = []
+    for chunk, images in batches:
+        for frame, image, rows in zip(chunk, images, detector.detect(images), strict=True):
+            height, width = image.shape[:2]
+            out_frames.append(frame)
+            out_boxes.append(keep_people(Boxes.from_rows(rows, "pixels", (width, height))))
+        if progress:
+            progress(len(chunk))
+    return Detections(out_frames, out_boxes, detector.model_version)
+
+
 def detect_clip(
     frame_dir: str | Path,
     frames: list[int],
@@ -120,13 +159,5 @@ def detect_clip(
     batch: int,
     progress: Callable[[int], None] | None = None,
 ) -> Detections:
-    out_frames: list[int] = []
-    out_boxes: list[np.ndarray] = []
-    for chunk, images in _batches(Path(frame_dir), frames, batch):
-        for frame, boxes in zip(chunk, detector.detect(images), strict=True):
-            keep = ((boxes[:, 2] - boxes[:, 0]) >= MIN_BOX_PX) & ((boxes[:, 3] - boxes[:, 1]) >= MIN_BOX_PX)
-            out_frames.append(frame)
-            out_boxes.append(boxes[keep])
-        if progress:
-            progress(len(chunk))
-    return Detections(out_frames, out_boxes, detector.model_version)
+    """Detections of ``frames`` of a rawframes folder (the JPEGs are read here)."""
+    return detect_frames(_batches(Path(frame_dir), frames, batch), detector, progress)

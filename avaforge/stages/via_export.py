@@ -63,10 +63,9 @@ def keyframes_for_via(
     """Labelled seconds with their tracked boxes above ``settings.min_score`` (and optional pre-ticks)."""
     out = []
     for t in frames.labelled_seconds:
+        people = tracks.at_second(t).with_min_score(settings.min_score)
         boxes = []
-        for tid, x1, y1, x2, y2, score in tracks.at_second(t):
-            if score < settings.min_score:
-                continue
+        for tid, (x1, y1, x2, y2) in zip(people.tracked_ids, people.xyxy, strict=True):
             ticks = tuple(prefill.get((t, int(tid)), ())) if prefill else ()
             boxes.append(ViaBox(x1, y1, x2, y2, track_id=int(tid), actions=ticks))
         out.append(ViaKeyframe(t, tuple(boxes)))

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from avaforge.boxes import Boxes
 from avaforge.formats.actions import ActionList
 from avaforge.formats.errors import FormatError
 from avaforge.formats.via3 import ParsedRegion, parse_project
@@ -28,7 +29,7 @@ from avaforge.fsutil import atomic_write_bytes
 from avaforge.settings import ImportSettings
 from avaforge.stages.frames import FramesInfo
 from avaforge.stages.track import Tracks
-from avaforge.tracking.metrics import hungarian
+from avaforge.tracking.metrics import match_boxes
 
 Source = Literal["human", "machine", "propagated"]
 
@@ -107,7 +108,8 @@ def import_project(
         by_second.setdefault(region.second, []).append(region)
     next_id = max([*tracks.track_ids, *_typed_ids(parsed.regions)], default=-1) + 1
     labels = ClipLabels(frames.clip_id)
-    prev_drawn: list[tuple[np.ndarray, int]] = []
+    size = (frames.width, frames.height)
+    prev_drawn = Boxes.empty("pixels", size, tracked=True)
     last_actions: dict[int, tuple[int, ...]] = {}
     for second in sorted(by_second):
         regions = by_second[second]
@@ -118,26 +120,21 @@ def import_project(
         _check_unique(ids, regions, second, where)
         # 2. empty person field: IoU to this second's tracks not already claimed
         free = [r for r in regions if r.region_id not in ids]
-        rows = tracks.at_second(second)
-        rows = rows[~np.isin(rows[:, 0], list(ids.values()))] if len(rows) else rows
-        for i, j in hungarian(_boxes(free), rows[:, 1:5], settings.match_iou):
-            ids[free[i].region_id] = int(rows[j, 0])
+        tracked = tracks.at_second(second)
+        tracked = tracked.select(~np.isin(tracked.tracked_ids, list(ids.values())))
+        for i, j in match_boxes(_boxes(free, size), tracked, settings.match_iou):
+            ids[free[i].region_id] = int(tracked.tracked_ids[j])
         # 3. drawn people: carry forward by IoU from the previous second's drawn boxes
         drawn = [r for r in regions if r.region_id not in ids]
-        taken = set(ids.values())
-        candidates = [(b, pid) for b, pid in prev_drawn if pid not in taken]
-        for i, j in hungarian(
-            _boxes(drawn), np.array([b for b, _ in candidates]).reshape(-1, 4), settings.match_iou
-        ):
-            ids[drawn[i].region_id] = candidates[j][1]
-        current_drawn = []
+        candidates = prev_drawn.select(~np.isin(prev_drawn.tracked_ids, list(ids.values())))
+        for i, j in match_boxes(_boxes(drawn, size), candidates, settings.match_iou):
+            ids[drawn[i].region_id] = int(candidates.tracked_ids[j])
         for r in drawn:
             if r.region_id not in ids:
                 ids[r.region_id] = next_id
                 next_id += 1
                 labels.drawn += 1
-            current_drawn.append((np.array(r.box), ids[r.region_id]))
-        prev_drawn = current_drawn
+        prev_drawn = _boxes(drawn, size).with_track_ids([ids[r.region_id] for r in drawn])
         _check_unique(ids, regions, second, where)
         for r in regions:
             pid = ids[r.region_id]
@@ -154,8 +151,10 @@ def import_project(
     return labels
 
 
-def _boxes(regions: list[ParsedRegion]) -> np.ndarray:
-    return np.array([r.box for r in regions], dtype=np.float64).reshape(-1, 4)
+def _boxes(regions: list[ParsedRegion], size: tuple[int, int]) -> Boxes:
+    """The regions' pixel boxes; an annotator's box counts as certain (score 1)."""
+    xyxy = np.array([r.box for r in regions], dtype=np.float64).reshape(-1, 4)
+    return Boxes(xyxy, np.ones(len(regions)), "pixels", size)
 
 
 def _typed_ids(regions: list[ParsedRegion]) -> list[int]:

@@ -8,23 +8,22 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from avaforge.boxes import Boxes, iou_matrix
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes a (N, 4+) and b (M, 4+)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    a, b = a[:, None, :4], b[None, :, :4]
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    return inter / np.maximum(area_a + area_b - inter, 1e-12)
+__all__ = ["hungarian", "id_switches", "iou_matrix", "match_boxes"]
 
 
 def hungarian(a: np.ndarray, b: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
-    """Optimal one-to-one matching of boxes by IoU, keeping pairs with IoU >= min_iou."""
-    ious = iou_matrix(a, b)
+    """Optimal one-to-one matching of xyxy arrays a (N, 4+) and b (M, 4+) by IoU, keeping IoU >= min_iou."""
+    return _assign(iou_matrix(a, b), min_iou)
+
+
+def match_boxes(a: Boxes, b: Boxes, min_iou: float) -> list[tuple[int, int]]:
+    """``hungarian`` on typed boxes: both must be in one coordinate space (and frame size if known)."""
+    return _assign(a.iou(b), min_iou)
+
+
+def _assign(ious: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
     if ious.size == 0:
         return []
     rows, cols = linear_sum_assignment(-ious)
@@ -33,23 +32,23 @@ def hungarian(a: np.ndarray, b: np.ndarray, min_iou: float) -> list[tuple[int, i
 
 def id_switches(
     reference: Mapping[int, Mapping[str, list[float]]],
-    tracked: Mapping[int, np.ndarray],
+    tracked: Mapping[int, Boxes],
     min_iou: float = 0.5,
 ) -> dict[str, object]:
     """Per reference person: the track ids it received on each second, and how often that id changed.
 
     ``reference``: second -> person name -> [x1, y1, x2, y2];
-    ``tracked``: second -> rows [id, x1, y1, x2, y2, ...].
+    ``tracked``: second -> tracked boxes in the reference's space.
     A second where the person matched no track counts as a miss, not a switch.
     """
     history: dict[str, list[int | None]] = {}
     for second in sorted(reference):
         names = list(reference[second])
         ref = np.array([reference[second][n] for n in names], dtype=np.float64)
-        rows = tracked.get(second, np.zeros((0, 6)))
-        matched = dict(hungarian(ref, rows[:, 1:5], min_iou))
+        boxes = tracked[second] if second in tracked else Boxes.empty(tracked=True)
+        matched = dict(hungarian(ref, boxes.xyxy, min_iou))
         for i, name in enumerate(names):
-            history.setdefault(name, []).append(int(rows[matched[i], 0]) if i in matched else None)
+            history.setdefault(name, []).append(int(boxes.tracked_ids[matched[i]]) if i in matched else None)
     switches = {}
     for name, ids in history.items():
         seen = [i for i in ids if i is not None]

@@ -100,8 +100,8 @@ def render_demo(
             filename_tmpl="img_{:05}.jpg",
             start_index=1,
             modality="RGB",
-            proposals=rows[:, 1:5] / scale,
-            scores=rows[:, 5],
+            proposals=rows.xyxy / scale,
+            scores=rows.score,
             gt_bboxes=np.zeros((0, 4), dtype=np.float32),
             gt_labels=np.zeros((0, len(class_ids) + 1), np.float32),
         )
@@ -110,13 +110,13 @@ def render_demo(
         boxes = sample.pred_instances.bboxes.numpy() * scale
         scores = sample.pred_instances.scores.numpy()
         people = []
-        for i, j in hungarian(rows[:, 1:5], boxes, 0.5):
+        for i, j in hungarian(rows.xyxy, boxes, 0.5):
             acts = [
                 (names[class_ids[c - 1]], float(scores[j, c]))
                 for c in range(1, scores.shape[1])
                 if scores[j, c] >= threshold
             ]
-            people.append((int(rows[i, 0]), sorted(acts, key=lambda a: -a[1])))
+            people.append((int(rows.tracked_ids[i]), sorted(acts, key=lambda a: -a[1])))
         predictions[t] = people
     n = _encode(clip_dir / "rawframes", finfo, tracks, predictions, Path(out))
     return DemoResult(Path(out), n, predictions)
@@ -141,7 +141,8 @@ def _encode(
             nearest = detected[max(0, np.searchsorted(detected, frame, side="right") - 1)]
             second = min(predictions, key=lambda t: abs(keyframe_index(t) - frame), default=None)
             labels = dict(predictions.get(second, [])) if second is not None else {}
-            for tid, x1, y1, x2, y2, _ in tracks.boxes[nearest]:
+            shown = tracks.boxes[nearest]
+            for tid, (x1, y1, x2, y2) in zip(shown.tracked_ids, shown.xyxy, strict=True):
                 p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
                 cv2.rectangle(image, p1, p2, (0, 200, 0), 2)
                 text = [f"#{int(tid)}"] + [f"{a} {s:.2f}" for a, s in labels.get(int(tid), [])[:3]]

@@ -44,7 +44,10 @@ class DetectorServicer(stages_pb2_grpc.DetectorServiceServicer):
             frames=[
                 common_pb2.FrameBoxes(
                     frame=f,
-                    boxes=[common_pb2.Box(x1=b[0], y1=b[1], x2=b[2], y2=b[3], score=b[4]) for b in boxes],
+                    boxes=[
+                        common_pb2.Box(x1=b[0], y1=b[1], x2=b[2], y2=b[3], score=b[4])
+                        for b in boxes.to_rows()
+                    ],
                 )
                 for f, boxes in zip(dets.frames, dets.boxes, strict=True)
             ],
