@@ -5,15 +5,24 @@ import pytest
 from avaforge.formats.actions import ActionList
 from avaforge.formats.errors import FormatError
 from avaforge.formats.pbtxt import format_pbtxt, parse_pbtxt, read_pbtxt, write_pbtxt
+from tests.reference_data import mmaction_label_map_bytes
 
 SEED_ACTIONS = ["talk", "bow", "stand", "sit", "walk", "hand up", "catch"]
 
 
-@pytest.mark.parametrize("name", ["action_list.txt", "eval_detection/action_list.txt"])
-def test_mmaction_label_maps_round_trip_byte_identical(ava_ref: Path, tmp_path: Path, name: str) -> None:
-    src = ava_ref / name
-    items = read_pbtxt(src)
-    write_pbtxt(tmp_path / "out.pbtxt", items)
+@pytest.mark.parametrize(
+    "items",
+    [
+        # mmaction2's AVA sample label map: AVA ids 12, 17, 79, 80, and one name used twice
+        [(12, "action1"), (17, "action2"), (79, "action3"), (80, "action3")],
+        [(1, "action1"), (2, "action2"), (3, "action3")],  # its evaluation test's 3 classes
+    ],
+)
+def test_mmaction_label_maps_round_trip_byte_identical(tmp_path: Path, items: list[tuple[int, str]]) -> None:
+    src = tmp_path / "action_list.txt"
+    src.write_bytes(mmaction_label_map_bytes(items))
+    assert read_pbtxt(src) == items
+    write_pbtxt(tmp_path / "out.pbtxt", read_pbtxt(src))
     assert (tmp_path / "out.pbtxt").read_bytes() == src.read_bytes()
 
 

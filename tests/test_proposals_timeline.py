@@ -14,11 +14,16 @@ from avaforge.formats.timeline import (
     sample_window,
     write_included_timestamps,
 )
+from tests.reference_data import ava_proposals, ava_proposals_pickle, ava_rows, write_eval_fixture
 
 
-@pytest.mark.parametrize("name", ["ava_proposals_sample.pkl", "eval_detection/proposal.pkl"])
-def test_mmaction_proposal_samples_round_trip(ava_ref: Path, tmp_path: Path, name: str) -> None:
-    src = ava_ref / name
+@pytest.mark.parametrize("kind", ["detector", "evaluation"])
+def test_ava_style_proposal_pickles_round_trip(tmp_path: Path, kind: str) -> None:
+    if kind == "detector":  # AVA's released person detections: scores < 1, false positives
+        src = tmp_path / "ava.pkl"
+        src.write_bytes(ava_proposals_pickle(ava_proposals(ava_rows(0))))  # protocol 2, numpy 1.x names
+    else:  # mmaction2's evaluation fixture: the predicted boxes, 10 per keyframe, with score 1.0
+        src = write_eval_fixture(tmp_path / "eval").proposals
     original = pickle.loads(src.read_bytes())
     props = read_proposals(src)
     write_proposals(tmp_path / "p.pkl", props)

@@ -14,6 +14,7 @@ from avaforge.formats.pbtxt import write_pbtxt
 from avaforge.trainer.config import build_config, topk_for, write_config
 from avaforge.validation import validate_dataset
 from tests.conftest import write_demo_dataset
+from tests.reference_data import write_eval_fixture
 
 
 def _dataset_with_k_actions(root: Path, rawframes: Path, k: int) -> DatasetLayout:
@@ -83,18 +84,21 @@ def test_subset_of_classes_uses_custom_classes(tmp_path: Path, basketball_rawfra
     )  # all classes: not a subset
 
 
-def test_metric_equals_mmaction2_ava_eval_on_its_fixtures(ava_ref: Path, tmp_path: Path, monkeypatch) -> None:
-    """Per-class evaluation vs mmaction2's own ava_eval on the shared evaluation fixtures."""
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metric_equals_mmaction2_ava_eval(tmp_path: Path, monkeypatch, seed: int) -> None:
+    """Per-class evaluation vs mmaction2's own ava_eval on seeded gt/predictions shaped like its test data."""
     from mmaction.evaluation.functional.ava_utils import ava_eval
 
     from avaforge.trainer.metric import evaluate_csv
 
-    fx = ava_ref / "eval_detection"
-    ours = evaluate_csv(str(fx / "pred.csv"), str(fx / "action_list.txt"), str(fx / "gt.csv"), None)
+    fx = write_eval_fixture(tmp_path / "fx", seed)
+    ours = evaluate_csv(str(fx.pred), str(fx.label_map), str(fx.gt), None)
     monkeypatch.chdir(tmp_path)
-    theirs = ava_eval(str(fx / "pred.csv"), "mAP", str(fx / "action_list.txt"), str(fx / "gt.csv"), None)
+    theirs = ava_eval(str(fx.pred), "mAP", str(fx.label_map), str(fx.gt), None)
+    assert 0 < theirs["overall"] < 1  # jittered and random predictions: neither all found nor none
     assert ours["mAP@0.5IOU"] == pytest.approx(theirs["overall"])
-    assert {v["id"]: v["gt_boxes"] for v in ours["per_class"].values()} == {1: 4, 2: 3, 3: 5}
+    # gt action = (person + keyframe) % 3 + 1 over 4 keyframes x 4 persons (see write_eval_fixture): 6/5/5
+    assert {v["id"]: v["gt_boxes"] for v in ours["per_class"].values()} == {1: 6, 2: 5, 3: 5}
     assert all(v["ap"] is not None for v in ours["per_class"].values())
 
 
