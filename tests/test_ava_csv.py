@@ -55,6 +55,7 @@ def test_excluded_timestamps_round_trip(tmp_path: Path) -> None:
 
 def test_rows_written_with_three_decimals_and_four_digit_seconds(tmp_path: Path) -> None:
     row = AvaRow("cam_01.part2", 7, 0.14218725000000002, 0.44999999999999996, 0.17187475, 0.575, 3, 0)
+    # each corner rounded to 3 decimals (0.14218725... -> 0.142, 0.44999... -> 0.450), the second as 4 digits
     assert format_row(row) == "cam_01.part2,0007,0.142,0.450,0.172,0.575,3,0"
 
 
@@ -119,6 +120,7 @@ def test_non_utf8_and_missing_and_bad_fields(tmp_path: Path) -> None:
         read_rows(tmp_path / "nope.csv")
     rows, problems = parse_rows("v,02,0.1,0.1,0.2,0.2,stand,0\n\nv,2,nan,0.1,0.2,0.2,1,0\n", "t.csv")
     assert rows == []
+    # line 1: action "stand", line 2: blank, line 3: nan corner (and an unpadded second, which is allowed)
     assert [p.where for p in problems] == ["t.csv:1", "t.csv:2", "t.csv:3"]
     assert "action_id 'stand' is not an integer" in problems[0].message
 

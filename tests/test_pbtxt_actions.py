@@ -33,7 +33,7 @@ def test_pbtxt_is_read_back_by_mmaction2s_own_parser(tmp_path: Path) -> None:
     write_pbtxt(tmp_path / "a.pbtxt", actions.pbtxt_items())
     with open(tmp_path / "a.pbtxt") as fh:
         labelmap, ids = read_labelmap(fh)
-    assert ids == set(range(1, 8))
+    assert ids == set(range(1, 8))  # the 7 seed actions get ids 1..7 in list order
     assert [d["name"] for d in labelmap] == SEED_ACTIONS
 
 
@@ -70,6 +70,7 @@ def test_action_list_json_and_pinned_ids(tmp_path: Path) -> None:
     path = tmp_path / "actions.json"
     path.write_text('{"groups": {"head": ["talk", {"name": "nod", "id": 3}], "body": ["stand"]}}')
     actions = ActionList.load(path)
+    # nod is pinned to 3; the unpinned actions take the free ids in file order: talk 1, stand 2
     assert {a.name: a.id for a in actions} == {"talk": 1, "nod": 3, "stand": 2}
     assert actions.pbtxt_items() == [(1, "talk"), (2, "stand"), (3, "nod")]
 

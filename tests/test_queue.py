@@ -91,6 +91,8 @@ def test_failures_are_retried_then_dead_lettered_and_poison_at_once(server) -> N
         return dead
 
     dead = {d["payload"]["kind"]: d for d in run(main())}
+    # flaky fails once then succeeds; broken is tried FAST.max_deliver = 3 times; poison (FormatError) and
+    # fine are handled once
     assert attempts == {"flaky": 2, "broken": 3, "poison": 1, "fine": 1}
     assert set(dead) == {"broken", "poison"}
     assert dead["broken"]["error"] == "RuntimeError: detector crashed" and dead["broken"]["deliveries"] == 3

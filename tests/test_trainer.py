@@ -47,9 +47,10 @@ def test_generated_config_loads_and_passes_mmaction2_asserts(
     for name in ("train", "val"):
         ds = cfg[f"{name}_dataloader"].dataset
         ds = ds.get("dataset", ds)
+        # keyframe of second t at frame 30t+1; timestamp_end = the 300-frame (10 s) demo clip's length
         assert (ds.timestamp_start, ds.timestamp_end, ds.fps, ds.start_index) == (0, 10, 30, 1)
         assert ds.filename_tmpl.format(7) == "img_00007.jpg" and "custom_classes" not in ds
-        assert len(DATASETS.build(ds)) == 7
+        assert len(DATASETS.build(ds)) == 7  # one sample per labelled second 2..8
     assert cfg.load_from is None and cfg.model.init_cfg is None  # offline: no pretrained unless given
     assert cfg.train_dataloader.persistent_workers is False
     assert validate_dataset(layout.root, config=path).ok
@@ -69,13 +70,14 @@ def test_subset_of_classes_uses_custom_classes(tmp_path: Path, basketball_rawfra
     )
     assert cfg.val_dataloader.dataset.custom_classes == [1, 3]
     assert cfg.train_dataloader.dataset.dataset.custom_classes == [1, 3]
+    # 2 classes + background; topk_for(2) = (min(3, 2), min(5, 2)) = (2,)
     assert cfg.model.roi_head.bbox_head.num_classes == 3 and cfg.model.roi_head.bbox_head.topk == (2,)
     assert cfg.model.init_cfg == {"type": "Pretrained", "checkpoint": "/models/slowfast_k400.pth"}
     assert cfg.train_dataloader.persistent_workers is True
     path = write_config(cfg, tmp_path / "run" / "cfg.py")
     from mmaction.registry import DATASETS
 
-    assert len(DATASETS.build(Config.fromfile(str(path)).val_dataloader.dataset)) == 7
+    assert len(DATASETS.build(Config.fromfile(str(path)).val_dataloader.dataset)) == 7  # seconds 2..8
     assert (
         build_config(layout.root, "tiny", tmp_path / "r", classes=[1, 2, 3]).val_dataloader.dataset.get(
             "custom_classes"

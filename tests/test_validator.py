@@ -28,6 +28,8 @@ def test_clean_dataset_passes(clean: DatasetLayout) -> None:
     report = validate_dataset(clean.root)
     assert report.problems == []
     assert report.ok
+    # conftest.demo_rows: seconds 2..8 (7 keyframes), 2 boxes each, the first with actions 1 and 3, the
+    # second with action 2: 3 rows a second
     assert report.summary["splits"]["train"] == {
         "rows": 21,
         "boxes": 14,

@@ -50,11 +50,12 @@ def test_build_is_deterministic_and_has_no_default_ticks() -> None:
     proj = json.loads(a)
     assert all(attr["default_option_id"] == "" for attr in proj["attribute"].values())
     checkbox_aids = {aid for aid, attr in proj["attribute"].items() if attr["type"] == 2}
-    assert len(checkbox_aids) == 3
+    assert len(checkbox_aids) == 3  # one checkbox attribute per action group: body, head, limbs
     assert all(not (set(md["av"]) & checkbox_aids) for md in proj["metadata"].values())
     assert proj["attribute"]["2"]["options"] == {"1": "stand", "2": "sit", "3": "walk"}
     label_aid = proj["config"]["ui"]["spatial_region_label_attribute_id"]
     assert proj["attribute"][label_aid]["aname"] == "person"
+    # xy = [2 (rectangle), x1, y1, x2 - x1, y2 - y1] of ViaBox(200.25, 30, 300, 239.5)
     assert proj["metadata"]["1_p1"] == {
         "vid": "1",
         "flg": 0,
@@ -63,7 +64,7 @@ def test_build_is_deterministic_and_has_no_default_ticks() -> None:
         "av": {label_aid: "1"},
     }
     assert proj["file"]["1"]["fname"] == keyframe_image_name(VIDEO, 2) == "basket_ball.v2_0002.jpg"
-    assert proj["project"]["vid_list"] == ["1", "2", "3"]
+    assert proj["project"]["vid_list"] == ["1", "2", "3"]  # one view per keyframe: seconds 2, 3, 4
 
 
 def test_layout_matches_a_project_saved_by_via() -> None:
@@ -180,5 +181,6 @@ def test_bad_files_are_clear_errors(data: bytes, message: str) -> None:
 def test_prefilled_ticks_from_autolabel_round_trip() -> None:
     kfs = [ViaKeyframe(2, (ViaBox(10, 20, 110, 220, track_id=3, actions=(3, 1, 5)),))]
     proj = build_project(VIDEO, kfs, ACTIONS)
+    # "1" person = track 3; body (aid 2) = stand 1 + walk 3; limbs (aid 4) = hand up 5; head (aid 3) unticked
     assert proj["metadata"]["1_p3"]["av"] == {"1": "3", "2": "1,3", "4": "5"}
     assert _parse(proj).regions[0].actions == (1, 3, 5)
