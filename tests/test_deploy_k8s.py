@@ -372,6 +372,8 @@ def test_network_policies_open_only_the_gateway_and_fence_nats_s3_triton(rendere
     nats, minio, triton = (_pod_labels(res, PREFIX + n) for n in ("nats", "minio", "triton"))
     ingest_worker = ("avaforge", _pod_labels(res, PREFIX + "worker-ingest"))
     detect_worker = ("avaforge", _pod_labels(res, PREFIX + "worker-detect"))
+    # the servers' own client ports, which the settings' addresses use: NATS 4222, MinIO (S3) 9000, Triton
+    # gRPC 8001
     for source in (OUTSIDE, inside_stranger):
         assert not _allowed(res, source, nats, 4222)
         assert not _allowed(res, source, minio, 9000)

@@ -119,7 +119,7 @@ def test_tiny_preset_smoke_train_evaluate_resume_and_demo(
     assert result.checkpoint.name == "iter_2.pth"
     metrics = json.loads((run / "metrics.json").read_text())
     assert math.isfinite(metrics["val"]["mAP@0.5IOU"])
-    assert metrics["val"]["per_class"]["talk"]["gt_boxes"] == 7
+    assert metrics["val"]["per_class"]["talk"]["gt_boxes"] == 7  # demo_rows: talk (3) once a second, 2..8
     assert not list(Path.cwd().glob("AVA_*_result.csv"))  # nothing written outside the run directory
     resumed = train(layout.root, "tiny", run, iters=4, resume=True)
     assert resumed.checkpoint.name == "iter_4.pth"
