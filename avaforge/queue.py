@@ -4,7 +4,8 @@ ack after outputs are stored, bounded redelivery with backoff, a dead-letter sub
 A message carries JSON (artifact references and settings, never frames). ``Nats-Msg-Id`` de-duplicates
 re-submissions within the stream's duplicate window. A handler that raises ``FormatError`` (bad input: it will
 never succeed) is dead-lettered at once; any other exception is retried up to ``max_deliver`` times with
-growing delays, then dead-lettered with its message, so the job can fail with the stage's error.
+growing delays, then dead-lettered with its message, so the job can fail with the stage's error. A worker
+reports progress while it handles an item, so only a worker that died loses its item after ack_wait.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +50,18 @@ class RetryPolicy:
 
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def _report_progress(msg: Any, ack_wait_s: float) -> None:
+    """While a handler runs, tell JetStream every third of ack_wait that the item is in progress: an item that
+    takes longer than ack_wait is not redelivered (and done twice) while its worker lives, and a worker that
+    dies stops reporting, so its item goes to another after ack_wait."""
+    while True:
+        await asyncio.sleep(ack_wait_s / 3)
+        try:
+            await msg.in_progress()
+        except Exception as exc:  # reconnecting: the next report may get through
+            log.debug("progress report failed: %s", exc)
 
 
 class WorkQueue:
@@ -104,7 +118,7 @@ class WorkQueue:
                 out.extend(json.loads(m.data) for m in msgs)
                 for m in msgs:
                     await m.ack()
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats raises its own subclass or, near the deadline, asyncio's
             pass
         finally:
             await sub.unsubscribe()
@@ -139,7 +153,7 @@ class WorkQueue:
             try:
                 msgs = await sub.fetch(batch=1, timeout=fetch_timeout_s)
             except (
-                nats.errors.TimeoutError,
+                TimeoutError,  # nats.errors.TimeoutError, or asyncio's near the deadline
                 nats.errors.ConnectionClosedError,
                 nats.errors.NoRespondersError,
             ):
@@ -163,6 +177,11 @@ class WorkQueue:
     ) -> int:
         delivered = msg.metadata.num_delivered
         payload = json.loads(msg.data)
+        # which process holds which message, and the how-many-th delivery it is: the trail that shows a
+        # killed worker's item being redelivered and finished once
+        trail = f"msg_id={(msg.headers or {}).get('Nats-Msg-Id', '')} delivery={delivered} pid={os.getpid()}"
+        log.info("%s item taken: %s", stage, trail)
+        alive = asyncio.create_task(_report_progress(msg, policy.ack_wait_s))
         try:
             await handler(payload)
         except FormatError as exc:
@@ -184,7 +203,10 @@ class WorkQueue:
                 )
                 await msg.nak(delay=policy.delay(delivered))
             return 0
+        finally:
+            alive.cancel()
         await msg.ack()
+        log.info("%s item acked: %s", stage, trail)
         return 1
 
     async def _dead(

@@ -33,21 +33,6 @@ def shared_path(*parts: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ava_ref() -> Path:
-    return shared_path("data", "ava_reference")
-
-
-@pytest.fixture(scope="session")
-def via_ref() -> Path:
-    return shared_path("data", "via_reference")
-
-
-@pytest.fixture(scope="session")
-def seed_outputs() -> Path:
-    return shared_path("data", "seed_outputs")
-
-
-@pytest.fixture(scope="session")
 def videos() -> Path:
     return shared_path("data", "videos")
 

@@ -1,3 +1,4 @@
+import random
 from pathlib import Path
 
 import pytest
@@ -14,37 +15,47 @@ from avaforge.formats.ava_csv import (
     write_rows,
 )
 from avaforge.formats.errors import FormatError
+from tests.reference_data import ava_csv_bytes, ava_excluded_bytes, ava_rows
 
 
-def test_mmaction_sample_csv_round_trips_byte_identical(ava_ref: Path, tmp_path: Path) -> None:
-    src = ava_ref / "ava_sample.csv"
+def test_ava_release_csv_round_trips_byte_identical(tmp_path: Path) -> None:
+    src = tmp_path / "ava.csv"
+    src.write_bytes(ava_csv_bytes(ava_rows(seed=0)))
     rows = read_rows(src)
-    assert rows[0] == AvaRow("0f39OWEqJ24", 902, 0.031, 0.162, 0.670, 0.995, 12, 0)
+    # the first row of mmaction2's AVA sample: "0.670" must read as 0.67 and be written back as "0.670"
+    assert AvaRow("0f39OWEqJ24", 902, 0.031, 0.162, 0.670, 0.995, 12, 0) in rows
     write_rows(tmp_path / "out.csv", rows)
     assert (tmp_path / "out.csv").read_bytes() == src.read_bytes()
 
 
-def test_eval_fixture_gt_round_trips(ava_ref: Path, tmp_path: Path) -> None:
-    src = ava_ref / "eval_detection" / "gt.csv"
+def test_unsorted_ground_truth_round_trips_as_the_same_rows(tmp_path: Path) -> None:
+    """mmaction2's evaluation gt lists persons in detection order, not AVA's; the writer sorts them."""
+    shuffled = ava_rows(seed=1)
+    random.Random(1).shuffle(shuffled)
+    src = tmp_path / "gt.csv"
+    src.write_bytes(ava_csv_bytes(shuffled))
     rows = read_rows(src)
-    assert len(rows) == 12
-    write_rows(tmp_path / "gt.csv", rows)
-    assert sorted(read_rows(tmp_path / "gt.csv")) == sorted(rows)
-    assert sorted((tmp_path / "gt.csv").read_text().splitlines()) == sorted(src.read_text().splitlines())
+    assert len(rows) == len(shuffled)
+    write_rows(tmp_path / "out.csv", rows)
+    assert sorted(read_rows(tmp_path / "out.csv")) == sorted(rows)
+    assert sorted((tmp_path / "out.csv").read_text().splitlines()) == sorted(src.read_text().splitlines())
+    assert (tmp_path / "out.csv").read_bytes() == ava_csv_bytes(ava_rows(seed=1))  # AVA's order
 
 
-def test_excluded_sample_round_trips(ava_ref: Path, tmp_path: Path) -> None:
-    src = ava_ref / "ava_excluded_timestamps_sample.csv"
+def test_excluded_timestamps_round_trip(tmp_path: Path) -> None:
+    src = tmp_path / "ex.csv"
+    src.write_bytes(ava_excluded_bytes([("_-Z6wFjXtGQ", 902), ("0f39OWEqJ24", 903)]))
     entries = read_excluded(src)
-    assert entries == [("0f39OWEqJ24", 903), ("_-Z6wFjXtGQ", 902)]
-    write_excluded(tmp_path / "ex.csv", entries)
-    assert (tmp_path / "ex.csv").read_bytes() == src.read_bytes()
+    assert entries == [("0f39OWEqJ24", 903), ("_-Z6wFjXtGQ", 902)]  # ASCII order: '0' < '_'
+    write_excluded(tmp_path / "out.csv", entries)
+    assert (tmp_path / "out.csv").read_bytes() == src.read_bytes()
     write_excluded(tmp_path / "empty.csv", [])
     assert (tmp_path / "empty.csv").read_bytes() == b""
 
 
 def test_rows_written_with_three_decimals_and_four_digit_seconds(tmp_path: Path) -> None:
     row = AvaRow("cam_01.part2", 7, 0.14218725000000002, 0.44999999999999996, 0.17187475, 0.575, 3, 0)
+    # each corner rounded to 3 decimals (0.14218725... -> 0.142, 0.44999... -> 0.450), the second as 4 digits
     assert format_row(row) == "cam_01.part2,0007,0.142,0.450,0.172,0.575,3,0"
 
 
@@ -109,6 +120,7 @@ def test_non_utf8_and_missing_and_bad_fields(tmp_path: Path) -> None:
         read_rows(tmp_path / "nope.csv")
     rows, problems = parse_rows("v,02,0.1,0.1,0.2,0.2,stand,0\n\nv,2,nan,0.1,0.2,0.2,1,0\n", "t.csv")
     assert rows == []
+    # line 1: action "stand", line 2: blank, line 3: nan corner (and an unpadded second, which is allowed)
     assert [p.where for p in problems] == ["t.csv:1", "t.csv:2", "t.csv:3"]
     assert "action_id 'stand' is not an integer" in problems[0].message
 

@@ -53,7 +53,7 @@ def test_images_are_multi_stage_non_root_pinned_with_base_images_as_arguments(pa
     final = stages[-1]
     assert final[0].endswith("AS runtime") and len(stages) >= 2
     users = [line for line in final if line.startswith("USER ")]
-    assert users == ["USER 10001:10001"]
+    assert users == ["USER 10001:10001"]  # the uid/gid the pods run as (deploy/k8s runAsUser/runAsGroup)
     assert any(line.startswith("HEALTHCHECK ") and "services.common.probe" in line for line in final)
     runtime = " ".join(final)
     for tool in ("gcc", "build-essential", "pip install", "grpc_tools", "/opt/tools"):

@@ -20,7 +20,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, basketball_rawframes: Path
 
 def test_avadataset_samples_frames_around_each_keyframe(dataset: DatasetLayout) -> None:
     ds = ava_dataset(dataset)
-    assert len(ds) == 7
+    assert len(ds) == 7  # demo_rows label seconds 2..8
     ours = read_proposals(dataset.proposals("train"))
     for i in range(len(ds)):
         sample = ds[i]
@@ -37,10 +37,12 @@ def test_avadataset_samples_frames_around_each_keyframe(dataset: DatasetLayout) 
         # RawFrameDecode scales them to pixels of the 426x240 frames.
         scale = np.array([426, 240, 426, 240])
         np.testing.assert_allclose(sample["proposals"], ours[sample["img_key"]][:2, :4] * scale, rtol=1e-6)
+        # write_demo_dataset's proposals: the third (score 0.2) is under person_det_score_thr 0.9
         np.testing.assert_array_equal(sample["scores"], [0.97, 0.91])
         np.testing.assert_allclose(
             sample["gt_bboxes"], [[0.1, 0.2, 0.4, 0.9], [0.55, 0.15, 0.85, 0.95]] * scale, rtol=1e-6
         )
+        # demo_rows: box 1 has actions 1 and 3, box 2 action 2; one-hot over num_classes 4 (0 = background)
         labels = sample["gt_labels"]
         assert labels.shape == (2, 4)
         assert labels[0].tolist() == [0, 1, 0, 1] and labels[1].tolist() == [0, 0, 1, 0]
@@ -49,7 +51,7 @@ def test_avadataset_samples_frames_around_each_keyframe(dataset: DatasetLayout) 
 def test_excluded_timestamps_are_honoured(dataset: DatasetLayout, tmp_path: Path) -> None:
     write_excluded(tmp_path / "ex.csv", [("basket.v_1", 5)])
     ds = ava_dataset(dataset, exclude_file=str(tmp_path / "ex.csv"))
-    assert sorted(ds[i]["timestamp"] for i in range(len(ds))) == [2, 3, 4, 6, 7, 8]
+    assert sorted(ds[i]["timestamp"] for i in range(len(ds))) == [2, 3, 4, 6, 7, 8]  # 2..8 without 5
 
 
 def test_seed_timestamp_start_collapses_every_sample_to_frame_1(dataset: DatasetLayout) -> None:

@@ -5,15 +5,24 @@ import pytest
 from avaforge.formats.actions import ActionList
 from avaforge.formats.errors import FormatError
 from avaforge.formats.pbtxt import format_pbtxt, parse_pbtxt, read_pbtxt, write_pbtxt
+from tests.reference_data import mmaction_label_map_bytes
 
 SEED_ACTIONS = ["talk", "bow", "stand", "sit", "walk", "hand up", "catch"]
 
 
-@pytest.mark.parametrize("name", ["action_list.txt", "eval_detection/action_list.txt"])
-def test_mmaction_label_maps_round_trip_byte_identical(ava_ref: Path, tmp_path: Path, name: str) -> None:
-    src = ava_ref / name
-    items = read_pbtxt(src)
-    write_pbtxt(tmp_path / "out.pbtxt", items)
+@pytest.mark.parametrize(
+    "items",
+    [
+        # mmaction2's AVA sample label map: AVA ids 12, 17, 79, 80, and one name used twice
+        [(12, "action1"), (17, "action2"), (79, "action3"), (80, "action3")],
+        [(1, "action1"), (2, "action2"), (3, "action3")],  # its evaluation test's 3 classes
+    ],
+)
+def test_mmaction_label_maps_round_trip_byte_identical(tmp_path: Path, items: list[tuple[int, str]]) -> None:
+    src = tmp_path / "action_list.txt"
+    src.write_bytes(mmaction_label_map_bytes(items))
+    assert read_pbtxt(src) == items
+    write_pbtxt(tmp_path / "out.pbtxt", read_pbtxt(src))
     assert (tmp_path / "out.pbtxt").read_bytes() == src.read_bytes()
 
 
@@ -24,7 +33,7 @@ def test_pbtxt_is_read_back_by_mmaction2s_own_parser(tmp_path: Path) -> None:
     write_pbtxt(tmp_path / "a.pbtxt", actions.pbtxt_items())
     with open(tmp_path / "a.pbtxt") as fh:
         labelmap, ids = read_labelmap(fh)
-    assert ids == set(range(1, 8))
+    assert ids == set(range(1, 8))  # the 7 seed actions get ids 1..7 in list order
     assert [d["name"] for d in labelmap] == SEED_ACTIONS
 
 
@@ -60,6 +69,7 @@ def test_action_list_json_and_pinned_ids(tmp_path: Path) -> None:
     path = tmp_path / "actions.json"
     path.write_text('{"groups": {"head": ["talk", {"name": "nod", "id": 3}], "body": ["stand"]}}')
     actions = ActionList.load(path)
+    # nod is pinned to 3; the unpinned actions take the free ids in file order: talk 1, stand 2
     assert {a.name: a.id for a in actions} == {"talk": 1, "nod": 3, "stand": 2}
     assert actions.pbtxt_items() == [(1, "talk"), (2, "stand"), (3, "nod")]
 

@@ -14,11 +14,16 @@ from avaforge.formats.timeline import (
     sample_window,
     write_included_timestamps,
 )
+from tests.reference_data import ava_proposals, ava_proposals_pickle, ava_rows, write_eval_fixture
 
 
-@pytest.mark.parametrize("name", ["ava_proposals_sample.pkl", "eval_detection/proposal.pkl"])
-def test_mmaction_proposal_samples_round_trip(ava_ref: Path, tmp_path: Path, name: str) -> None:
-    src = ava_ref / name
+@pytest.mark.parametrize("kind", ["detector", "evaluation"])
+def test_ava_style_proposal_pickles_round_trip(tmp_path: Path, kind: str) -> None:
+    if kind == "detector":  # AVA's released person detections: scores < 1, false positives
+        src = tmp_path / "ava.pkl"
+        src.write_bytes(ava_proposals_pickle(ava_proposals(ava_rows(0))))  # protocol 2, numpy 1.x names
+    else:  # mmaction2's evaluation fixture: the predicted boxes, 10 per keyframe, with score 1.0
+        src = write_eval_fixture(tmp_path / "eval").proposals
     original = pickle.loads(src.read_bytes())
     props = read_proposals(src)
     write_proposals(tmp_path / "p.pkl", props)
@@ -76,17 +81,18 @@ def test_proposal_reader_refuses_code_execution(tmp_path: Path) -> None:
 
 
 def test_keyframe_schedule_of_a_10s_clip() -> None:
-    sched = KeyframeSchedule(num_frames=300)
+    sched = KeyframeSchedule(num_frames=300)  # 10 s at 30 fps: keyframes 30t+1 for t = 0..9 (frame 271)
     assert sched.keyframe_seconds == list(range(10))
     assert sched.labelled_seconds == [2, 3, 4, 5, 6, 7, 8]  # the seed's included timestamps 02..08
-    assert sched.keyframes()[2] == 61 == keyframe_index(2)
-    assert KeyframeSchedule(301).keyframe_seconds[-1] == 10
+    assert sched.keyframes()[2] == 61 == keyframe_index(2)  # 30 * 2 + 1
+    assert KeyframeSchedule(301).keyframe_seconds[-1] == 10  # frame 301 = 30 * 10 + 1 exists
+    # margins of 1 s at both ends: seconds 1 .. 10 - 1
     assert KeyframeSchedule(300, 1, 1).labelled_seconds == list(range(1, 10))
 
 
 def test_clip_shorter_than_margins_has_no_labelled_seconds() -> None:
     assert KeyframeSchedule(num_frames=77).labelled_seconds == []  # the 2.6 s handshake clip
-    assert KeyframeSchedule(num_frames=120).labelled_seconds == [2]
+    assert KeyframeSchedule(num_frames=120).labelled_seconds == [2]  # 4 s: from second 2 to 4 - 2
 
 
 def test_rawframe_paths_are_one_based() -> None:
@@ -98,7 +104,9 @@ def test_rawframe_paths_are_one_based() -> None:
 def test_sample_window_matches_mmaction2_arithmetic() -> None:
     # center = 30t + start_index, clamp to [0, shot-1], then + start_index again (mmaction2 1.2.0)
     assert sample_window(2) == list(range(30, 93, 2))  # middle frame 62 = 30t+2
+    # second 0: centre 0 + 1, indices -31..31 step 2; the 16 negative ones clamp to 0, then all + 1
     assert sample_window(0) == [1] * 16 + list(range(2, 33, 2))
+    # second 9: centre 271, indices 239..301 step 2; 301 clamps to shot_frames - 1 = 299, then all + 1
     assert sample_window(9, shot_frames=300)[-4:] == [296, 298, 300, 300]
     assert sample_window(2, timestamp_start=900, shot_frames=900 * 30) == [1] * 32  # the seed's config
 

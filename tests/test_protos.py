@@ -99,6 +99,7 @@ def test_linter_catches_violations(tmp_path: Path) -> None:
 def test_generated_stubs_match_the_contract() -> None:
     from avaforge.v1 import common_pb2, gateway_pb2_grpc, stages_pb2_grpc
 
+    # wire numbers are the contract: clients and stored job states hold 4, so renumbering would break them
     assert common_pb2.JobState.Name(4) == "JOB_STATE_SUCCEEDED"
     assert hasattr(gateway_pb2_grpc, "GatewayServiceStub") and hasattr(
         stages_pb2_grpc, "DetectorServiceServicer"

@@ -91,6 +91,8 @@ def test_failures_are_retried_then_dead_lettered_and_poison_at_once(server) -> N
         return dead
 
     dead = {d["payload"]["kind"]: d for d in run(main())}
+    # flaky fails once then succeeds; broken is tried FAST.max_deliver = 3 times; poison (FormatError) and
+    # fine are handled once
     assert attempts == {"flaky": 2, "broken": 3, "poison": 1, "fine": 1}
     assert set(dead) == {"broken", "poison"}
     assert dead["broken"]["error"] == "RuntimeError: detector crashed" and dead["broken"]["deliveries"] == 3
@@ -119,3 +121,34 @@ def test_work_and_job_state_survive_a_nats_restart(server) -> None:
 
     run(main())
     assert sorted(seen) == list(range(10))
+
+
+def test_an_item_slower_than_ack_wait_is_not_redelivered_while_its_worker_lives(server) -> None:
+    """The worker reports progress every third of ack_wait, so a 2.5 s item under a 1 s ack_wait is handled
+    once although a second worker is waiting for work."""
+    url = f"nats://127.0.0.1:{server.port}"
+    slow = RetryPolicy(max_deliver=3, backoff_s=(0.1,), ack_wait_s=1)
+    handled: list[int] = []
+
+    async def handler(payload):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(2.5)
+        handled.append(payload["i"])
+
+    async def main():  # type: ignore[no-untyped-def]
+        q = await WorkQueue.connect(url)
+        await q.submit("track", {"i": 1}, msg_id="slow-1")
+        stop = asyncio.Event()
+        queues = [await WorkQueue.connect(url) for _ in range(2)]
+        tasks = [
+            asyncio.create_task(w.work("track", handler, stop, slow, fetch_timeout_s=0.2)) for w in queues
+        ]
+        while not handled:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.5)  # past another ack_wait: a redelivery would now be in a handler
+        stop.set()
+        await asyncio.gather(*tasks)
+        for w in (q, *queues):
+            await w.close()
+
+    run(main())
+    assert handled == [1]

@@ -80,12 +80,31 @@ def test_queue_workers_produce_the_embedded_runners_bytes(s3, videos: Path, tmp_
 
 
 def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tmp_path: Path) -> None:
-    """Two detector worker processes; one is SIGKILLed while the clip's batches are being detected. Its
-    unacknowledged item goes to the other after ack_wait; the job completes with every batch once."""
+    """Two detector worker processes; one is SIGKILLed while it holds one of the clip's batches. That item
+    goes to the other after ack_wait (JetStream's second delivery); the job completes with every batch once.
+    The evidence is the queue's trail in each worker's log: "detect item taken|acked: msg_id=... delivery=N
+    pid=P" (avaforge.queue.WorkQueue._handle)."""
+    import json
     import os
+    import re
     import signal
     import subprocess
     import sys
+    from collections import Counter
+
+    trail = re.compile(r"^detect item (taken|acked): msg_id=(\S+) delivery=(\d+) pid=(\d+)$")
+
+    def events(log: Path) -> list[tuple[str, str, int, int]]:
+        """(event, msg id, delivery, pid) for each trail line of a worker's JSON log."""
+        out = []
+        for line in log.read_text().splitlines():
+            if line.startswith("{") and (m := trail.match(json.loads(line)["message"])):
+                out.append((m[1], m[2], int(m[3]), int(m[4])))
+        return out
+
+    def held(log: Path) -> set[str]:
+        evs = events(log)
+        return {e[1] for e in evs if e[0] == "taken"} - {e[1] for e in evs if e[0] == "acked"}
 
     server, store = s3
     nats = nats_server(tmp_path / "nats").start()
@@ -102,6 +121,8 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
     from devstack.servers import free_port
 
     health_port = free_port()
+    logs = [tmp_path / "worker-killed.log", tmp_path / "worker-surviving.log"]
+    sinks = [log.open("w") for log in logs]  # JSON log lines; Python's stderr is line-buffered
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "services.detector", "work"],
@@ -113,8 +134,9 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
             },
             cwd=REPO,
             start_new_session=True,
+            stderr=sink,
         )
-        for port in (0, health_port)
+        for port, sink in zip((0, health_port), sinks, strict=True)
     ]
     video = videos / "basketball_2p_29.97fps_10s.mp4"
     cid = "basketball_2p_29.97fps_10s"
@@ -130,8 +152,9 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
         await jobs.submit_video(queue, "job2", 0, ref.to_dict(), video.name, settings, ACTIONS)
         killed = False
         for _ in range(1500):
-            if not killed and await jobs.parts(queue, "job2", "detect", cid):
-                os.killpg(procs[0].pid, signal.SIGKILL)  # mid-job: the other batches are still being detected
+            # mid-job (a batch is done, others are being detected) and while the worker holds an item
+            if not killed and await jobs.parts(queue, "job2", "detect", cid) and held(logs[0]):
+                os.killpg(procs[0].pid, signal.SIGKILL)
                 killed = True
             if await jobs.get(queue, jobs.fact("job2", "proposals", cid)) and await jobs.get(
                 queue, jobs.fact("job2", "via", cid)
@@ -160,11 +183,31 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
                 proc.terminate()
             proc.wait(30)
         nats.stop()
+        for sink in sinks:
+            sink.close()
     assert procs[0].returncode == -signal.SIGKILL
     assert records["health"] == {"status": 1}  # SERVING
     assert sorted(k for k in records if k.startswith(jobs.fact("job2", "detect", cid, 0)[:-5])) == [
         jobs.fact("job2", "detect", cid, i) for i in range(4)
     ]
+    killed_pid, surviving_pid = procs[0].pid, procs[1].pid
+    lost = held(logs[0])  # taken by the killed worker and never acked: it held exactly one (fetch batch=1)
+    assert len(lost) == 1, events(logs[0])
+    (item,) = lost
+    assert {pid for *_, pid in events(logs[0])} == {killed_pid}
+    # redelivered: the surviving worker took that message id again, as JetStream's 2nd (or later) delivery
+    retaken = [d for ev, mid, d, pid in events(logs[1]) if (ev, mid, pid) == ("taken", item, surviving_pid)]
+    assert retaken and min(retaken) >= 2, events(logs[1])
+    # finished once: the held item is acked once, by the surviving worker, and each of the clip's 4 detect
+    # items (msg ids = their fact keys) is acked exactly once. 4 = 300 frames at 30 fps, every 3rd detected
+    # (tracking_fps 10; the keyframes 30t+1 are among them) = 100 frames, in fan-out batches of 32
+    # (pipeline.stage("detect").fanout). The model loads inside the handler's thread, so the queue's progress
+    # reports keep a live worker's item from being redelivered even while the first ONNX export runs.
+    acked = Counter((mid, pid) for log in logs for ev, mid, _, pid in events(log) if ev == "acked")
+    assert {key: n for key, n in acked.items() if key[0] == item} == {(item, surviving_pid): 1}
+    assert Counter(mid for mid, _ in acked.elements()) == {
+        jobs.fact("job2", "detect", cid, i): 1 for i in range(4)
+    }
     work = tmp_path / "embedded"
     prepare([video], ActionList.from_obj(ACTIONS), work, PipelineSettings())
     got = store.get(ArtifactRef(**records[jobs.fact("job2", "proposals", cid)]["proposals"]))

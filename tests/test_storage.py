@@ -12,7 +12,7 @@ from tests.conftest import CREDS
 def test_content_addressed_round_trip_without_duplicates(s3) -> None:
     _, store = s3
     ref = store.put("clips/basketball", b"frame bytes", ".jpg")
-    assert ref.key.startswith("clips/basketball/") and ref.key.endswith(".jpg") and ref.size == 11
+    assert ref.key.startswith("clips/basketball/") and ref.key.endswith(".jpg") and ref.size == 11  # bytes
     assert store.get(ref) == b"frame bytes" and store.exists(ref)
     again = store.put("clips/basketball", b"frame bytes", ".jpg")  # a redelivered work item
     stored = list(store.client.list_objects("artifacts", "clips/basketball/", recursive=True))
@@ -27,7 +27,7 @@ def test_digest_is_verified_on_read(s3) -> None:
 
     _, store = s3
     ref = store.put("x", b"original")
-    store.client.put_object("artifacts", ref.key, io.BytesIO(b"tampered"), 8)
+    store.client.put_object("artifacts", ref.key, io.BytesIO(b"tampered"), len(b"tampered"))
     with pytest.raises(StorageError, match="content digest"):
         store.get(ref)
 
@@ -53,4 +53,6 @@ def test_unreachable_server_fails_in_bounded_time(tmp_path: Path) -> None:
     start = time.monotonic()
     with pytest.raises(StorageUnavailable, match="unreachable"):
         store.put("z", b"data")
+    # 3 attempts (retries=2) of at most 0.5 s plus urllib3's backoff (factor 0.2) stay under 3 s; 10 s leaves
+    # room for a loaded machine, and a client with minio's default timeouts (minutes) would exceed it
     assert time.monotonic() - start < 10

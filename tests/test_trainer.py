@@ -14,6 +14,7 @@ from avaforge.formats.pbtxt import write_pbtxt
 from avaforge.trainer.config import build_config, topk_for, write_config
 from avaforge.validation import validate_dataset
 from tests.conftest import write_demo_dataset
+from tests.reference_data import write_eval_fixture
 
 
 def _dataset_with_k_actions(root: Path, rawframes: Path, k: int) -> DatasetLayout:
@@ -46,9 +47,10 @@ def test_generated_config_loads_and_passes_mmaction2_asserts(
     for name in ("train", "val"):
         ds = cfg[f"{name}_dataloader"].dataset
         ds = ds.get("dataset", ds)
+        # keyframe of second t at frame 30t+1; timestamp_end = the 300-frame (10 s) demo clip's length
         assert (ds.timestamp_start, ds.timestamp_end, ds.fps, ds.start_index) == (0, 10, 30, 1)
         assert ds.filename_tmpl.format(7) == "img_00007.jpg" and "custom_classes" not in ds
-        assert len(DATASETS.build(ds)) == 7
+        assert len(DATASETS.build(ds)) == 7  # one sample per labelled second 2..8
     assert cfg.load_from is None and cfg.model.init_cfg is None  # offline: no pretrained unless given
     assert cfg.train_dataloader.persistent_workers is False
     assert validate_dataset(layout.root, config=path).ok
@@ -68,13 +70,14 @@ def test_subset_of_classes_uses_custom_classes(tmp_path: Path, basketball_rawfra
     )
     assert cfg.val_dataloader.dataset.custom_classes == [1, 3]
     assert cfg.train_dataloader.dataset.dataset.custom_classes == [1, 3]
+    # 2 classes + background; topk_for(2) = (min(3, 2), min(5, 2)) = (2,)
     assert cfg.model.roi_head.bbox_head.num_classes == 3 and cfg.model.roi_head.bbox_head.topk == (2,)
     assert cfg.model.init_cfg == {"type": "Pretrained", "checkpoint": "/models/slowfast_k400.pth"}
     assert cfg.train_dataloader.persistent_workers is True
     path = write_config(cfg, tmp_path / "run" / "cfg.py")
     from mmaction.registry import DATASETS
 
-    assert len(DATASETS.build(Config.fromfile(str(path)).val_dataloader.dataset)) == 7
+    assert len(DATASETS.build(Config.fromfile(str(path)).val_dataloader.dataset)) == 7  # seconds 2..8
     assert (
         build_config(layout.root, "tiny", tmp_path / "r", classes=[1, 2, 3]).val_dataloader.dataset.get(
             "custom_classes"
@@ -83,18 +86,21 @@ def test_subset_of_classes_uses_custom_classes(tmp_path: Path, basketball_rawfra
     )  # all classes: not a subset
 
 
-def test_metric_equals_mmaction2_ava_eval_on_its_fixtures(ava_ref: Path, tmp_path: Path, monkeypatch) -> None:
-    """Per-class evaluation vs mmaction2's own ava_eval on the shared evaluation fixtures."""
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metric_equals_mmaction2_ava_eval(tmp_path: Path, monkeypatch, seed: int) -> None:
+    """Per-class evaluation vs mmaction2's own ava_eval on seeded gt/predictions shaped like its test data."""
     from mmaction.evaluation.functional.ava_utils import ava_eval
 
     from avaforge.trainer.metric import evaluate_csv
 
-    fx = ava_ref / "eval_detection"
-    ours = evaluate_csv(str(fx / "pred.csv"), str(fx / "action_list.txt"), str(fx / "gt.csv"), None)
+    fx = write_eval_fixture(tmp_path / "fx", seed)
+    ours = evaluate_csv(str(fx.pred), str(fx.label_map), str(fx.gt), None)
     monkeypatch.chdir(tmp_path)
-    theirs = ava_eval(str(fx / "pred.csv"), "mAP", str(fx / "action_list.txt"), str(fx / "gt.csv"), None)
+    theirs = ava_eval(str(fx.pred), "mAP", str(fx.label_map), str(fx.gt), None)
+    assert 0 < theirs["overall"] < 1  # jittered and random predictions: neither all found nor none
     assert ours["mAP@0.5IOU"] == pytest.approx(theirs["overall"])
-    assert {v["id"]: v["gt_boxes"] for v in ours["per_class"].values()} == {1: 4, 2: 3, 3: 5}
+    # gt action = (person + keyframe) % 3 + 1 over 4 keyframes x 4 persons (see write_eval_fixture): 6/5/5
+    assert {v["id"]: v["gt_boxes"] for v in ours["per_class"].values()} == {1: 6, 2: 5, 3: 5}
     assert all(v["ap"] is not None for v in ours["per_class"].values())
 
 
@@ -113,7 +119,7 @@ def test_tiny_preset_smoke_train_evaluate_resume_and_demo(
     assert result.checkpoint.name == "iter_2.pth"
     metrics = json.loads((run / "metrics.json").read_text())
     assert math.isfinite(metrics["val"]["mAP@0.5IOU"])
-    assert metrics["val"]["per_class"]["talk"]["gt_boxes"] == 7
+    assert metrics["val"]["per_class"]["talk"]["gt_boxes"] == 7  # demo_rows: talk (3) once a second, 2..8
     assert not list(Path.cwd().glob("AVA_*_result.csv"))  # nothing written outside the run directory
     resumed = train(layout.root, "tiny", run, iters=4, resume=True)
     assert resumed.checkpoint.name == "iter_4.pth"

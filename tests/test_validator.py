@@ -10,6 +10,7 @@ from avaforge.cli import main
 from avaforge.dataset_layout import DatasetLayout
 from avaforge.validation import validate_dataset
 from tests.conftest import write_demo_dataset
+from tests.reference_data import write_seed_outputs
 
 
 @pytest.fixture
@@ -27,6 +28,8 @@ def test_clean_dataset_passes(clean: DatasetLayout) -> None:
     report = validate_dataset(clean.root)
     assert report.problems == []
     assert report.ok
+    # conftest.demo_rows: seconds 2..8 (7 keyframes), 2 boxes each, the first with actions 1 and 3, the
+    # second with action 2: 3 rows a second
     assert report.summary["splits"]["train"] == {
         "rows": 21,
         "boxes": 14,
@@ -36,25 +39,36 @@ def test_clean_dataset_passes(clean: DatasetLayout) -> None:
     }
 
 
-def test_seed_outputs_report_the_seeds_real_defects(seed_outputs: Path, tmp_path: Path) -> None:
+def test_seed_outputs_report_the_seeds_defects(tmp_path: Path) -> None:
+    seed = write_seed_outputs(tmp_path / "seed_outputs")
     ann = tmp_path / "seed" / "annotations"
     ann.mkdir(parents=True)
     for name in ("train.csv", "action_list.pbtxt", "included_timestamps.txt"):
-        shutil.copy(seed_outputs / name, ann / name)
-    for root in (
-        tmp_path / "seed",
-        seed_outputs,
-    ):  # arranged as a dataset, and the folder as the seed left it
+        shutil.copy(seed / name, ann / name)
+    for root in (tmp_path / "seed", seed):  # arranged as a dataset, and the folder as the seed left it
         report = validate_dataset(root)
         codes = report.codes()
         assert not report.ok
-        assert codes["duplicate-person-id"] == 9  # one person id, two boxes, one second
+        assert codes["duplicate-person-id"] == 9  # SEED_PATCHED: 9 patched boxes, each on a distinct id
         assert codes["pbtxt-empty"] == 1  # the seed's action_list.pbtxt is an empty file
         assert codes["proposals-missing"] == 1 and codes["rawframes-missing"] == 3  # videos 1, 2, 3
-        assert codes["box-precision"] == 1  # 17-digit floats instead of AVA's 3 decimals
+        assert codes["box-precision"] == 1  # one warning for the file: every corner has >= 7 decimals
         assert codes["csv-missing"] == 1  # no val split
+        assert "bad-person-id" not in codes and "box-several-ids" not in codes
         dup = [p for p in report.problems if p.code == "duplicate-person-id"]
-        assert "person id 15 has 2 different boxes at second 4" in dup[0].message
+        # first in (video, second, id) order: video 1, second 4, the first person tracked there, whose id is
+        # 3 persons x 2 earlier seconds (2, 3) = 6
+        assert "person id 6 has 2 different boxes at second 4" in dup[0].message
+
+
+def test_seed_csv_before_its_id_patch_and_its_string_proposals(tmp_path: Path) -> None:
+    seed = write_seed_outputs(tmp_path / "seed", patched=False, string_score_proposals=True)
+    codes = validate_dataset(seed).codes()
+    assert codes["bad-person-id"] == 9  # the 9 unmatched boxes of SEED_PATCHED keep -1, one action row each
+    # -1 then sits on 2 or 3 boxes at seconds 4, 5 and 6 of video 1 (on one box at 7 and 8)
+    assert codes["duplicate-person-id"] == 3
+    # 3 videos x 7 seconds, every array holds strings; a broken key is not checked further
+    assert codes["proposal-dtype"] == 21 and "proposals-missing" not in codes
 
 
 @pytest.mark.parametrize(
@@ -165,12 +179,12 @@ def test_config_checks(clean: DatasetLayout, tmp_path: Path) -> None:
     assert "config-unreadable" in _codes(clean, config=bad)
 
 
-def test_cli_exit_codes_and_json(
-    clean: DatasetLayout, seed_outputs: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_cli_exit_codes_and_json(clean: DatasetLayout, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["validate", str(clean.root)]) == 0
     assert "OK: 0 errors, 0 warnings" in capsys.readouterr().out
-    assert main(["validate", str(seed_outputs), "--json"]) == 1
+    assert main(["validate", str(write_seed_outputs(tmp_path / "seed")), "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
-    assert out["ok"] is False and out["errors"] >= 13
+    # the seed's errors: 9 duplicate-person-id + pbtxt-empty + proposals-missing + 3 rawframes-missing
+    # + csv-missing (val) = 15 (box-precision and the missing excluded file are warnings)
+    assert out["ok"] is False and out["errors"] == 15
     assert {"severity", "code", "message", "where"} == set(out["problems"][0])

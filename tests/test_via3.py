@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,6 +13,7 @@ from avaforge.formats.via3 import (
     load_project_json,
     parse_project,
 )
+from tests.reference_data import via3_project_as_saved_by_via
 
 ACTIONS = ActionList.from_obj(
     {"groups": {"body": ["stand", "sit", "walk"], "head": ["talk"], "limbs": ["hand up"]}}
@@ -50,11 +50,12 @@ def test_build_is_deterministic_and_has_no_default_ticks() -> None:
     proj = json.loads(a)
     assert all(attr["default_option_id"] == "" for attr in proj["attribute"].values())
     checkbox_aids = {aid for aid, attr in proj["attribute"].items() if attr["type"] == 2}
-    assert len(checkbox_aids) == 3
+    assert len(checkbox_aids) == 3  # one checkbox attribute per action group: body, head, limbs
     assert all(not (set(md["av"]) & checkbox_aids) for md in proj["metadata"].values())
     assert proj["attribute"]["2"]["options"] == {"1": "stand", "2": "sit", "3": "walk"}
     label_aid = proj["config"]["ui"]["spatial_region_label_attribute_id"]
     assert proj["attribute"][label_aid]["aname"] == "person"
+    # xy = [2 (rectangle), x1, y1, x2 - x1, y2 - y1] of ViaBox(200.25, 30, 300, 239.5)
     assert proj["metadata"]["1_p1"] == {
         "vid": "1",
         "flg": 0,
@@ -63,11 +64,11 @@ def test_build_is_deterministic_and_has_no_default_ticks() -> None:
         "av": {label_aid: "1"},
     }
     assert proj["file"]["1"]["fname"] == keyframe_image_name(VIDEO, 2) == "basket_ball.v2_0002.jpg"
-    assert proj["project"]["vid_list"] == ["1", "2", "3"]
+    assert proj["project"]["vid_list"] == ["1", "2", "3"]  # one view per keyframe: seconds 2, 3, 4
 
 
-def test_layout_matches_a_project_saved_by_via(via_ref: Path) -> None:
-    saved = load_project_json((via_ref / "via3_empty_project_saved_by_via.json").read_bytes(), "ref")
+def test_layout_matches_a_project_saved_by_via() -> None:
+    saved = load_project_json(json.dumps(via3_project_as_saved_by_via()).encode(), "ref")
     ours = _project()
     assert set(ours) == set(saved)
     assert set(ours["project"]) == set(saved["project"])
@@ -118,6 +119,9 @@ def test_annotator_drawn_box_without_person() -> None:
         (lambda p: p["metadata"]["1_p0"].update(xy=[7, 1, 1, 5, 5, 9, 9]), "polygon, only rectangles"),
         (lambda p: p["metadata"]["1_p0"].update(xy=[], z=[1.5, 2.0]), "temporal segment"),
         (lambda p: p["metadata"]["1_p0"]["av"].update({"2": "1,9"}), "option id '9'"),
+        # the seed's default tick: its tool turns default_option_id "" into "0", so new boxes arrive with "0";
+        # our option ids are the action ids 1..K, so such a tick is never read as an action
+        (lambda p: p["metadata"]["1_p0"]["av"].update({"2": "0"}), "option id '0'"),
         (lambda p: p["metadata"]["1_p0"]["av"].update({"99": "x"}), "attribute id '99'"),
         (lambda p: p["metadata"]["1_p0"].update(xy=[2, 400, 10, 100, 50]), "outside the 426x240 image"),
         (lambda p: p["metadata"]["1_p0"].update(vid="42"), "view '42' does not exist"),
@@ -177,5 +181,6 @@ def test_bad_files_are_clear_errors(data: bytes, message: str) -> None:
 def test_prefilled_ticks_from_autolabel_round_trip() -> None:
     kfs = [ViaKeyframe(2, (ViaBox(10, 20, 110, 220, track_id=3, actions=(3, 1, 5)),))]
     proj = build_project(VIDEO, kfs, ACTIONS)
+    # "1" person = track 3; body (aid 2) = stand 1 + walk 3; limbs (aid 4) = hand up 5; head (aid 3) unticked
     assert proj["metadata"]["1_p3"]["av"] == {"1": "3", "2": "1,3", "4": "5"}
     assert _parse(proj).regions[0].actions == (1, 3, 5)

@@ -75,6 +75,7 @@ def test_prefilled_boxes_keep_track_ids_and_actions() -> None:
         (t, p, (1, 2), "human") for t in range(2, 9) for p in (0, 1)
     }
     b = next(b for b in labels.boxes if b.second == 2 and b.person_id == 0)
+    # track 0 at second 2 (frame 61): [20 + 5*2, 30, 80 + 5*2, 200] pixels of the 426x240 frame
     assert b.box == pytest.approx((30 / 426, 30 / 240, 90 / 426, 200 / 240))
 
 
@@ -114,6 +115,7 @@ def test_unticked_boxes_are_reported_or_propagated() -> None:
     proj["metadata"]["4_p0"]["av"]["3"] = "3"  # second 5: person 0 changes to waving
     labels = _import(proj)
     assert [(b.second, b.person_id) for b in labels.boxes] == [(2, 0), (5, 0)]
+    # 7 seconds x 2 boxes (track 2 is below the VIA score threshold) = 14, minus the 2 ticked = 12
     assert len(labels.unlabelled) == 12 and all("done.json: region" in w for w in labels.unlabelled)
     labels = _import(proj, propagate=True)
     person0 = [(b.second, b.actions, b.source) for b in labels.boxes if b.person_id == 0]
@@ -126,7 +128,7 @@ def test_unticked_boxes_are_reported_or_propagated() -> None:
         (7, (3,), "propagated"),
         (8, (3,), "propagated"),
     ]
-    assert len(labels.unlabelled) == 7  # person 1 was never ticked
+    assert len(labels.unlabelled) == 7  # person 1 was never ticked: seconds 2..8
 
 
 def test_machine_labels_are_marked_until_a_person_changes_them() -> None:
