@@ -8,14 +8,12 @@ reflection, metrics and graceful stop.
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 
 import grpc
 
-from avaforge.formats.actions import ActionList
-from avaforge.settings import PipelineSettings
+from avaforge.proto_convert import actions_from_proto, settings_from_proto
 from avaforge.stages.detect import Detections
 from avaforge.stages.frames import frames_info
 from avaforge.stages.ingest import ClipInfo, ClipSpec
@@ -30,14 +28,6 @@ from services.common.convert import ref_from_proto, ref_to_proto
 from services.common.server import Metrics, configure_logging, rpc, serve, stop_on_signals
 
 METRICS = Metrics.create("stages")
-
-
-def _settings(text: str) -> PipelineSettings:
-    return PipelineSettings.from_dict(json.loads(text or "{}"), "settings_json")
-
-
-def _actions(text: str) -> ActionList:
-    return ActionList.from_obj(json.loads(text or "null"), "actions_json")
 
 
 def clip_to_proto(clip: ClipInfo) -> common_pb2.Clip:
@@ -74,7 +64,7 @@ class IngestServicer(_Base, stages_pb2_grpc.IngestServiceServicer):
     @rpc("ingest", METRICS, "PlanClips")
     def PlanClips(self, request, context):  # type: ignore[no-untyped-def]
         specs = stage_ops.plan(
-            self.cache, ref_from_proto(request.video), request.filename, _settings(request.settings_json)
+            self.cache, ref_from_proto(request.video), request.filename, settings_from_proto(request.settings)
         )
         return stages_pb2.PlanClipsResponse(
             clips=[
@@ -99,7 +89,7 @@ class IngestServicer(_Base, stages_pb2_grpc.IngestServiceServicer):
             ref_from_proto(request.video),
             f"{c.video_id}.video",
             spec,
-            _settings(request.settings_json),
+            settings_from_proto(request.settings),
         )
         return stages_pb2.CutClipResponse(
             clip=clip_to_proto(clip), clip_video=ref_to_proto(video), rawframes=ref_to_proto(rawframes)
@@ -113,7 +103,7 @@ class TrackerServicer(_Base, stages_pb2_grpc.TrackerServiceServicer):
 
     @rpc("tracker", METRICS, "TrackClip")
     def TrackClip(self, request, context):  # type: ignore[no-untyped-def]
-        settings = _settings(request.settings_json)
+        settings = settings_from_proto(request.settings)
         kind = settings.track.embedder
         embedder = self._embedders.setdefault(kind, make_embedder(kind))
         _, ref = stage_ops.track_clip(
@@ -130,7 +120,7 @@ class TrackerServicer(_Base, stages_pb2_grpc.TrackerServiceServicer):
 class ProposalsServicer(_Base, stages_pb2_grpc.ProposalsServiceServicer):
     @rpc("proposals", METRICS, "BuildProposals")
     def BuildProposals(self, request, context):  # type: ignore[no-untyped-def]
-        settings = _settings(request.settings_json)
+        settings = settings_from_proto(request.settings)
         finfo = frames_info(clip_from_proto(request.clip), settings.schedule)
         ref = stage_ops.build_proposals(self.store, finfo, self._detections(request.detections), settings)
         return stages_pb2.BuildProposalsResponse(proposals=ref_to_proto(ref))
@@ -139,7 +129,7 @@ class ProposalsServicer(_Base, stages_pb2_grpc.ProposalsServiceServicer):
 class ViaServicer(_Base, stages_pb2_grpc.ViaServiceServicer):
     @rpc("via", METRICS, "ExportProject")
     def ExportProject(self, request, context):  # type: ignore[no-untyped-def]
-        settings = _settings(request.settings_json)
+        settings = settings_from_proto(request.settings)
         finfo = frames_info(clip_from_proto(request.clip), settings.schedule)
         project, archive = stage_ops.export_via(
             self.store,
@@ -148,13 +138,13 @@ class ViaServicer(_Base, stages_pb2_grpc.ViaServiceServicer):
             ref_from_proto(request.rawframes),
             self._tracks(request.tracks),
             settings,
-            _actions(request.actions_json),
+            actions_from_proto(request.actions),
         )
         return stages_pb2.ExportProjectResponse(project=ref_to_proto(project), archive=ref_to_proto(archive))
 
     @rpc("via", METRICS, "ImportProject")
     def ImportProject(self, request, context):  # type: ignore[no-untyped-def]
-        settings = _settings(request.settings_json)
+        settings = settings_from_proto(request.settings)
         finfo = frames_info(clip_from_proto(request.clip), settings.schedule)
         labels, ref = stage_ops.import_via(
             self.store,
@@ -163,7 +153,7 @@ class ViaServicer(_Base, stages_pb2_grpc.ViaServiceServicer):
             ref_from_proto(request.finished),
             f"{finfo.clip_id} (finished)",
             settings,
-            _actions(request.actions_json),
+            actions_from_proto(request.actions),
         )
         return stages_pb2.ImportProjectResponse(labels=ref_to_proto(ref), unlabelled=labels.unlabelled)
 

@@ -12,10 +12,11 @@ from avaforge.client import GatewayClient
 from avaforge.dataset_layout import DatasetLayout
 from avaforge.devstack.servers import nats_server
 from avaforge.formats.actions import ActionList
+from avaforge.proto_convert import actions_to_proto
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.runner import autolabel_workdir, build, import_finished, prepare
 from avaforge.settings import PipelineSettings
-from avaforge.v1 import common_pb2, gateway_pb2
+from avaforge.v1 import common_pb2, gateway_pb2, settings_pb2
 from services.gateway.__main__ import start
 from services.pipeline_workers import HANDLERS, Context, record_failure
 from tests.stage_workers import LoopThread, start_stage_workers
@@ -114,14 +115,14 @@ def test_bad_requests_get_clear_codes_and_the_gateway_keeps_serving(
                     common_pb2.ArtifactRef(bucket="artifacts", key="videos/none.mp4", digest="0" * 64, size=1)
                 ],
                 filenames=["a.mp4"],
-                actions_json='{"groups": {"b": ["x"]}}',
+                actions=actions_to_proto(ActionList.from_flat(["x"], "b")),
             )
         )
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.RpcError) as exc:
         client.stub.SubmitJob(
             gateway_pb2.SubmitJobRequest(
-                videos=[common_pb2.ArtifactRef()], filenames=["a.mp4"], actions_json='{"nope": 1}'
+                videos=[common_pb2.ArtifactRef()], filenames=["a.mp4"], actions=settings_pb2.ActionList()
             )
         )
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "groups" in exc.value.details()

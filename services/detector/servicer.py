@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import grpc
 
 from avaforge.formats.timeline import rawframe_name
-from avaforge.settings import PipelineSettings
+from avaforge.proto_convert import settings_from_proto
 from avaforge.stages.detect import detect_clip
 from avaforge.storage import ArtifactStore
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
@@ -31,7 +30,7 @@ class DetectorServicer(stages_pb2_grpc.DetectorServiceServicer):
 
     @rpc(SERVICE, METRICS, "DetectBatch")
     def DetectBatch(self, request: stages_pb2.DetectBatchRequest, context: grpc.ServicerContext):  # type: ignore[no-untyped-def]
-        settings = PipelineSettings.from_dict(json.loads(request.settings_json or "{}"), "settings_json")
+        settings = settings_from_proto(request.settings)
         frames = list(request.frames)
         if not frames or len(frames) > MAX_FRAMES:
             raise RpcError(
