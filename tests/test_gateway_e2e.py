@@ -12,7 +12,7 @@ from avaforge.client import GatewayClient
 from avaforge.dataset_layout import DatasetLayout
 from avaforge.devstack.servers import nats_server
 from avaforge.formats.actions import ActionList
-from avaforge.proto_convert import actions_to_proto
+from avaforge.proto_convert import actions_from_proto, actions_to_proto, settings_from_proto
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.runner import autolabel_workdir, build, import_finished, prepare
 from avaforge.settings import PipelineSettings
@@ -68,6 +68,8 @@ def test_submit_label_build_download_matches_embedded(stack, videos: Path) -> No
     job = client.submit(inputs, ACTIONS)
     job = client.wait(job.job_id, common_pb2.JOB_STATE_AWAITING_LABELS)
     assert job.state == common_pb2.JOB_STATE_AWAITING_LABELS, job
+    assert settings_from_proto(job.settings) == PipelineSettings()
+    assert actions_from_proto(job.actions) == ActionList.from_obj(ACTIONS)
     assert sorted(c.clip_id for c in job.clips) == sorted(Path(v).stem for v in VIDEOS)
     zip_path = client.download_via(job.job_id, job.clips[0].clip_id, tmp / "via.zip")
     assert zip_path.stat().st_size > 10_000
