@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import grpc
 
 from avaforge.archive import unpack_tree
 from avaforge.formats.actions import ActionList
+from avaforge.proto_convert import actions_to_proto, settings_to_proto
 from avaforge.settings import PipelineSettings
 from avaforge.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
@@ -42,17 +42,15 @@ class GatewayClient:
         actions: ActionList | dict[str, Any],
         settings: PipelineSettings | None = None,
     ) -> common_pb2.Job:
-        refs = [self.upload_video(v) for v in videos]
-        actions_obj = actions.to_dict() if isinstance(actions, ActionList) else actions
-        return self.stub.SubmitJob(
-            gateway_pb2.SubmitJobRequest(
-                videos=refs,
-                filenames=[Path(v).name for v in videos],
-                actions_json=json.dumps(actions_obj),
-                settings_json=json.dumps((settings or PipelineSettings()).to_dict()),
-            ),
-            timeout=self.timeout_s,
+        # Converted before any upload: bad settings or actions fail fast with a FormatError naming the field.
+        action_list = actions if isinstance(actions, ActionList) else ActionList.from_obj(actions)
+        request = gateway_pb2.SubmitJobRequest(
+            filenames=[Path(v).name for v in videos],
+            actions=actions_to_proto(action_list),
+            settings=settings_to_proto(settings or PipelineSettings()),
         )
+        request.videos.extend(self.upload_video(v) for v in videos)
+        return self.stub.SubmitJob(request, timeout=self.timeout_s)
 
     def get(self, job_id: str) -> common_pb2.Job:
         return self.stub.GetJob(gateway_pb2.GetJobRequest(job_id=job_id), timeout=self.timeout_s)

@@ -1,7 +1,6 @@
 """The detector service over real gRPC with a real S3 server: same boxes as in process, health,
 reflection, metrics, and clear status codes for bad requests (the service keeps serving)."""
 
-import json
 import urllib.request
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from avaforge.archive import pack_dir
 from avaforge.detection import make_detector
 from avaforge.settings import DetectSettings
 from avaforge.stages.detect import Detections, detect_clip
-from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
+from avaforge.v1 import common_pb2, settings_pb2, stages_pb2, stages_pb2_grpc
 from devstack.servers import free_port
 from services.common.convert import ref_to_proto
 from services.common.process import Deps
@@ -41,9 +40,7 @@ def detector(s3, tmp_path_factory: pytest.TempPathFactory, basketball_rawframes:
 def test_detect_batch_matches_the_in_process_stage(detector, basketball_rawframes: Path) -> None:
     stub, _, rawframes, _, store = detector
     frames = [1, 31, 61, 64]
-    reply = stub.DetectBatch(
-        stages_pb2.DetectBatchRequest(rawframes=rawframes, frames=frames, settings_json="{}")
-    )
+    reply = stub.DetectBatch(stages_pb2.DetectBatchRequest(rawframes=rawframes, frames=frames))
     local = detect_clip(basketball_rawframes, frames, make_detector(DetectSettings()), 8)
     assert [f.frame for f in reply.frames] == frames
     stored = store.get(__import__("services.common.convert", fromlist=["x"]).ref_from_proto(reply.detections))
@@ -78,9 +75,12 @@ def test_health_reflection_and_metrics(detector) -> None:
         ({"frames": [99999]}, grpc.StatusCode.INVALID_ARGUMENT, "not in the clip"),
         ({"frames": []}, grpc.StatusCode.INVALID_ARGUMENT, "1..256 frames"),
         (
-            {"frames": [1], "settings_json": json.dumps({"detect": {"nope": 1}})},
+            {
+                "frames": [1],
+                "settings": settings_pb2.JobSettings(detect=settings_pb2.DetectSettings(backend=7)),
+            },
             grpc.StatusCode.INVALID_ARGUMENT,
-            "unknown settings",
+            "settings.detect.backend: unknown DetectBackend value 7",
         ),
         (
             {
@@ -116,9 +116,9 @@ def test_bad_requests_get_clear_status_codes_and_the_service_keeps_serving(
     detector, request_fields, code, message
 ) -> None:
     stub, _, rawframes, _, _ = detector
-    fields = {"rawframes": rawframes, "settings_json": "{}", **request_fields}
+    fields = {"rawframes": rawframes, **request_fields}
     with pytest.raises(grpc.RpcError) as exc:
         stub.DetectBatch(stages_pb2.DetectBatchRequest(**fields))
     assert exc.value.code() == code and message in exc.value.details()
-    ok = stub.DetectBatch(stages_pb2.DetectBatchRequest(rawframes=rawframes, frames=[1], settings_json="{}"))
+    ok = stub.DetectBatch(stages_pb2.DetectBatchRequest(rawframes=rawframes, frames=[1]))
     assert ok.frames[0].frame == 1

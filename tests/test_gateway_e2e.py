@@ -11,10 +11,11 @@ import pytest
 from avaforge.client import GatewayClient
 from avaforge.dataset_layout import DatasetLayout
 from avaforge.formats.actions import ActionList
+from avaforge.proto_convert import actions_from_proto, actions_to_proto, settings_from_proto
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.runner import autolabel_workdir, build, import_finished, prepare
 from avaforge.settings import PipelineSettings
-from avaforge.v1 import common_pb2, gateway_pb2
+from avaforge.v1 import common_pb2, gateway_pb2, settings_pb2
 from devstack.servers import nats_server
 from services.common.worker import Context, record_failure
 from services.gateway.__main__ import start
@@ -67,6 +68,8 @@ def test_submit_label_build_download_matches_embedded(stack, videos: Path) -> No
     job = client.submit(inputs, ACTIONS)
     job = client.wait(job.job_id, common_pb2.JOB_STATE_AWAITING_LABELS)
     assert job.state == common_pb2.JOB_STATE_AWAITING_LABELS, job
+    assert settings_from_proto(job.settings) == PipelineSettings()
+    assert actions_from_proto(job.actions) == ActionList.from_obj(ACTIONS)
     assert sorted(c.clip_id for c in job.clips) == sorted(Path(v).stem for v in VIDEOS)
     zip_path = client.download_via(job.job_id, job.clips[0].clip_id, tmp / "via.zip")
     assert zip_path.stat().st_size > 10_000
@@ -114,14 +117,14 @@ def test_bad_requests_get_clear_codes_and_the_gateway_keeps_serving(
                     common_pb2.ArtifactRef(bucket="artifacts", key="videos/none.mp4", digest="0" * 64, size=1)
                 ],
                 filenames=["a.mp4"],
-                actions_json='{"groups": {"b": ["x"]}}',
+                actions=actions_to_proto(ActionList.from_flat(["x"], "b")),
             )
         )
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.RpcError) as exc:
         client.stub.SubmitJob(
             gateway_pb2.SubmitJobRequest(
-                videos=[common_pb2.ArtifactRef()], filenames=["a.mp4"], actions_json='{"nope": 1}'
+                videos=[common_pb2.ArtifactRef()], filenames=["a.mp4"], actions=settings_pb2.ActionList()
             )
         )
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "groups" in exc.value.details()

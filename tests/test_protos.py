@@ -80,6 +80,7 @@ def test_protos_lint_clean(tmp_path: Path) -> None:
         "avaforge/v1/common.proto",
         "avaforge/v1/stages.proto",
         "avaforge/v1/gateway.proto",
+        "avaforge/v1/settings.proto",
     }
     problems = [p for fd in fds.file for p in _lint(fd)]
     assert problems == []

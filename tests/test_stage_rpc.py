@@ -12,6 +12,7 @@ import pytest
 
 from avaforge.archive import pack_dir
 from avaforge.formats.actions import ActionList
+from avaforge.proto_convert import actions_to_proto, settings_to_proto
 from avaforge.runner import autolabel_workdir, prepare
 from avaforge.settings import PipelineSettings
 from avaforge.stages.detect import Detections, batches_of, frames_to_detect, merge_detections
@@ -41,20 +42,20 @@ def test_stage_rpcs_reproduce_the_embedded_runner(s3, videos: Path, tmp_path: Pa
         health = health_pb2_grpc.HealthStub(channel)
         for _, _, name in registrations:
             assert health.Check(health_pb2.HealthCheckRequest(service=name)).status == 1  # SERVING
-        settings = json.dumps(PipelineSettings().to_dict())
+        settings = settings_to_proto(PipelineSettings())
         video = videos / "basketball_2p_29.97fps_10s.mp4"
         vref = ref_to_proto(store.put("videos", video.read_bytes(), ".mp4"))
         ingest = stages_pb2_grpc.IngestServiceStub(channel)
         (planned,) = ingest.PlanClips(
-            stages_pb2.PlanClipsRequest(video=vref, filename=video.name, settings_json=settings)
+            stages_pb2.PlanClipsRequest(video=vref, filename=video.name, settings=settings)
         ).clips
-        cut = ingest.CutClip(stages_pb2.CutClipRequest(video=vref, clip=planned, settings_json=settings))
+        cut = ingest.CutClip(stages_pb2.CutClipRequest(video=vref, clip=planned, settings=settings))
         assert cut.clip.num_frames == 300
         frames = frames_to_detect(300, 10, tuple(range(10)))
         det = stages_pb2_grpc.DetectorServiceStub(channel)
         parts = [
             det.DetectBatch(
-                stages_pb2.DetectBatchRequest(rawframes=cut.rawframes, frames=b, settings_json=settings)
+                stages_pb2.DetectBatchRequest(rawframes=cut.rawframes, frames=b, settings=settings)
             )
             for b in batches_of(frames, 32)
         ]
@@ -65,14 +66,14 @@ def test_stage_rpcs_reproduce_the_embedded_runner(s3, videos: Path, tmp_path: Pa
         tracks = (
             stages_pb2_grpc.TrackerServiceStub(channel)
             .TrackClip(
-                stages_pb2.TrackClipRequest(rawframes=cut.rawframes, detections=dref, settings_json=settings)
+                stages_pb2.TrackClipRequest(rawframes=cut.rawframes, detections=dref, settings=settings)
             )
             .tracks
         )
         props = (
             stages_pb2_grpc.ProposalsServiceStub(channel)
             .BuildProposals(
-                stages_pb2.BuildProposalsRequest(clip=cut.clip, detections=dref, settings_json=settings)
+                stages_pb2.BuildProposalsRequest(clip=cut.clip, detections=dref, settings=settings)
             )
             .proposals
         )
@@ -82,8 +83,8 @@ def test_stage_rpcs_reproduce_the_embedded_runner(s3, videos: Path, tmp_path: Pa
                 clip=cut.clip,
                 rawframes=cut.rawframes,
                 tracks=tracks,
-                settings_json=settings,
-                actions_json=json.dumps(ACTIONS),
+                settings=settings,
+                actions=actions_to_proto(ActionList.from_obj(ACTIONS)),
             )
         )
 
@@ -109,8 +110,8 @@ def test_stage_rpcs_reproduce_the_embedded_runner(s3, videos: Path, tmp_path: Pa
                 clip=cut.clip,
                 tracks=tracks,
                 finished=fref,
-                settings_json=settings,
-                actions_json=json.dumps(ACTIONS),
+                settings=settings,
+                actions=actions_to_proto(ActionList.from_obj(ACTIONS)),
             )
         )
         labels = json.loads(got(imported.labels))
@@ -123,8 +124,8 @@ def test_stage_rpcs_reproduce_the_embedded_runner(s3, videos: Path, tmp_path: Pa
                     ),
                     tracks=tracks,
                     finished=fref,
-                    settings_json=settings,
-                    actions_json=json.dumps(ACTIONS),
+                    settings=settings,
+                    actions=actions_to_proto(ActionList.from_obj(ACTIONS)),
                 )
             )
         assert (

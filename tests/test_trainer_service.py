@@ -98,6 +98,7 @@ def test_training_job_runs_and_stores_its_artifacts(trainer, videos: Path, tmp_p
     job = stub.StartTraining(
         stages_pb2.StartTrainingRequest(dataset=dataset, preset="tiny", iters=3, demo_video=demo)
     )
+    assert job.training == common_pb2.TrainingSpec(dataset=dataset, preset="tiny", iters=3, demo_video=demo)
     done = _until(stub, job.job_id, {common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED})
     assert done.state == common_pb2.JOB_STATE_SUCCEEDED, done
     assert done.progress[0].done == 3 and done.progress[0].total == 3
@@ -123,5 +124,6 @@ def test_bad_requests_and_cancel(trainer) -> None:
     job = stub.StartTraining(stages_pb2.StartTrainingRequest(dataset=dataset, preset="tiny", iters=500))
     running = _until(stub, job.job_id, {common_pb2.JOB_STATE_RUNNING})
     assert running.state == common_pb2.JOB_STATE_RUNNING
+    assert running.training.iters == 500 and not running.training.HasField("demo_video")
     stub.CancelTraining(stages_pb2.CancelTrainingRequest(job_id=job.job_id))
     assert _until(stub, job.job_id, {common_pb2.JOB_STATE_CANCELLED}).state == common_pb2.JOB_STATE_CANCELLED

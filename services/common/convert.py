@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
-from avaforge.formats.actions import ActionList
-from avaforge.settings import PipelineSettings
 from avaforge.stages.ingest import ClipInfo
 from avaforge.storage import ArtifactRef
 from avaforge.v1 import common_pb2
@@ -35,11 +31,3 @@ def clip_from_proto(msg: common_pb2.Clip) -> ClipInfo:
     return ClipInfo(
         msg.clip_id, msg.video_id, "", msg.start_s, msg.length_s, msg.num_frames, msg.width, msg.height
     )
-
-
-def settings_from_json(text: str) -> PipelineSettings:
-    return PipelineSettings.from_dict(json.loads(text or "{}"), "settings_json")
-
-
-def actions_from_json(text: str) -> ActionList:
-    return ActionList.from_obj(json.loads(text or "null"), "actions_json")

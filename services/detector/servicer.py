@@ -7,9 +7,10 @@ import asyncio
 import grpc
 
 from avaforge.formats.timeline import rawframe_name
+from avaforge.proto_convert import settings_from_proto
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
 from services.common.artifacts import LocalCache
-from services.common.convert import ref_from_proto, ref_to_proto, settings_from_json
+from services.common.convert import ref_from_proto, ref_to_proto
 from services.common.deployment import DetectorPool
 from services.common.process import Deps
 from services.common.runtime import Registration, RpcError
@@ -26,7 +27,7 @@ class DetectorServicer(stages_pb2_grpc.DetectorServiceServicer):
         self.detectors = DetectorPool()
 
     async def DetectBatch(self, request: stages_pb2.DetectBatchRequest, context):  # type: ignore[no-untyped-def]
-        settings = settings_from_json(request.settings_json)
+        settings = settings_from_proto(request.settings)
         frames = list(request.frames)
         if not frames or len(frames) > MAX_FRAMES:
             raise RpcError(

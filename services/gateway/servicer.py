@@ -3,7 +3,6 @@ back from the job's KV facts (so it can restart without losing jobs)."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -15,6 +14,12 @@ import grpc
 from avaforge import pipeline
 from avaforge.formats.actions import ActionList
 from avaforge.formats.errors import FormatError
+from avaforge.proto_convert import (
+    actions_from_proto,
+    actions_to_proto,
+    settings_from_proto,
+    settings_to_proto,
+)
 from avaforge.queue import WorkQueue
 from avaforge.settings import PipelineSettings
 from avaforge.stages.via_import import project_clip_id
@@ -64,9 +69,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                     context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid video file name {name!r}"
                 )
         try:
-            actions = ActionList.from_obj(json.loads(request.actions_json or "null"), "actions_json")
-            settings = PipelineSettings.from_dict(json.loads(request.settings_json or "{}"), "settings_json")
-        except (FormatError, json.JSONDecodeError, TypeError) as exc:
+            actions = actions_from_proto(request.actions)
+            settings = settings_from_proto(request.settings)
+        except FormatError as exc:
             await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         for video in request.videos:
             try:
@@ -100,11 +105,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         """The job as its facts show it: progress per stage of ``avaforge.pipeline``, then its state."""
         spec = await jobs.get(self.queue, job_id) or {}
         facts = await jobs.keys(self.queue, f"{job_id}.")
-        job = common_pb2.Job(
-            job_id=job_id,
-            settings_json=json.dumps(spec.get("settings", {})),
-            actions_json=json.dumps(spec.get("actions", {})),
-        )
+        job = common_pb2.Job(job_id=job_id)
+        if spec:
+            job.settings.CopyFrom(settings_to_proto(PipelineSettings.from_dict(spec["settings"])))
+            job.actions.CopyFrom(actions_to_proto(ActionList.from_obj(spec["actions"])))
 
         def clip_ids(stage: str) -> list[str]:  # clip facts only: fan-out parts live under ``parts.``
             prefix = jobs.fact(job_id, stage) + "."

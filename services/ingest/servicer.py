@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from avaforge.proto_convert import settings_from_proto
 from avaforge.stages.ingest import ClipSpec
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
 from services.common.artifacts import LocalCache
-from services.common.convert import clip_to_proto, ref_from_proto, ref_to_proto, settings_from_json
+from services.common.convert import clip_to_proto, ref_from_proto, ref_to_proto
 from services.common.process import Deps
 from services.common.runtime import Registration
 from services.ingest import handlers
@@ -26,7 +27,7 @@ class IngestServicer(stages_pb2_grpc.IngestServiceServicer):
             self.cache,
             ref_from_proto(request.video),
             request.filename,
-            settings_from_json(request.settings_json),
+            settings_from_proto(request.settings),
         )
         clips = [
             common_pb2.Clip(
@@ -50,7 +51,7 @@ class IngestServicer(stages_pb2_grpc.IngestServiceServicer):
             ref_from_proto(request.video),
             f"{c.video_id}.video",
             spec,
-            settings_from_json(request.settings_json),
+            settings_from_proto(request.settings),
         )
         return stages_pb2.CutClipResponse(
             clip=clip_to_proto(clip), clip_video=ref_to_proto(video), rawframes=ref_to_proto(rawframes)

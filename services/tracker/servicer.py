@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from avaforge.proto_convert import settings_from_proto
 from avaforge.tracking.embedder import Embedder, make_embedder
 from avaforge.v1 import stages_pb2, stages_pb2_grpc
 from services.common.artifacts import LocalCache
-from services.common.convert import ref_from_proto, ref_to_proto, settings_from_json
+from services.common.convert import ref_from_proto, ref_to_proto
 from services.common.process import Deps
 from services.common.runtime import Registration
 from services.tracker import handlers
@@ -22,7 +23,7 @@ class TrackerServicer(stages_pb2_grpc.TrackerServiceServicer):
         self._embedders: dict[str, Embedder] = {}
 
     async def TrackClip(self, request, context):  # type: ignore[no-untyped-def]
-        s = settings_from_json(request.settings_json)
+        s = settings_from_proto(request.settings)
         embedder = self._embedders.setdefault(s.track.embedder, make_embedder(s.track.embedder))
         ref = await asyncio.to_thread(
             handlers.track,

@@ -3,7 +3,6 @@ facts are listed there)."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -16,7 +15,7 @@ from avaforge.storage import StorageError
 from avaforge.trainer.config import PRESETS
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
 from services.common import jobs
-from services.common.convert import ref_from_proto
+from services.common.convert import ref_from_proto, ref_to_proto
 from services.common.process import Deps
 from services.common.runtime import Registration
 
@@ -26,7 +25,7 @@ NAME = stages_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name
 async def training_job(queue: WorkQueue, job_id: str) -> common_pb2.Job:
     spec = await jobs.get(queue, f"train.{job_id}") or {}
     progress = await jobs.get(queue, f"train.{job_id}.progress")
-    job = common_pb2.Job(job_id=job_id, settings_json=json.dumps(spec))
+    job = common_pb2.Job(job_id=job_id, training=_training_spec(spec) if spec else None)
     job.progress.add(stage="train", done=(progress or {}).get("iter", 0), total=spec.get("iters", 0))
     error = await jobs.get(queue, f"train.{job_id}.error")
     if error:
@@ -39,6 +38,16 @@ async def training_job(queue: WorkQueue, job_id: str) -> common_pb2.Job:
     else:
         job.state = common_pb2.JOB_STATE_RUNNING if progress else common_pb2.JOB_STATE_QUEUED
     return job
+
+
+def _training_spec(spec: dict[str, Any]) -> common_pb2.TrainingSpec:
+    demo = spec.get("demo_video")
+    return common_pb2.TrainingSpec(
+        dataset=ref_to_proto(ArtifactRef(**spec["dataset"])),
+        preset=spec["preset"],
+        iters=spec["iters"],
+        demo_video=ref_to_proto(ArtifactRef(**demo)) if demo else None,
+    )
 
 
 class TrainerServicer(stages_pb2_grpc.TrainerServiceServicer):
