@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from avaforge.queue import WorkQueue
-from avaforge.storage import StorageError
+from avaforge.storage import ArtifactRef, StorageError
 from avaforge.trainer.config import PRESETS
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
 from services.common import jobs
