@@ -8,6 +8,7 @@ KV facts: ``train.<id>`` (spec, cancel flag), ``train.<id>.progress`` (iteration
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import tempfile
 from pathlib import Path
@@ -21,8 +22,10 @@ from services.common.worker import Context
 
 async def train_item(ctx: Context, p: dict[str, Any]) -> None:
     """Run one training job: the dataset from S3, mmaction2 in a thread, progress and cancel through KV."""
-    from avaforge.trainer.hooks import TrainingCancelled
-    from avaforge.trainer.train import train
+    # mmengine, mmaction2 and torch import in a thread: an import of seconds would stall the loop's KV reads
+    hooks = await asyncio.to_thread(importlib.import_module, "avaforge.trainer.hooks")
+    train = (await asyncio.to_thread(importlib.import_module, "avaforge.trainer.train")).train
+    TrainingCancelled = hooks.TrainingCancelled
 
     job = p["job"]
     spec = await jobs.get(ctx.queue, f"train.{job}")
