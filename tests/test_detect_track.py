@@ -51,7 +51,7 @@ def _source_keyframes(path: Path) -> list[np.ndarray]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name",
-    ["basketball_2p_29.97fps_10s.mp4", "armwrestling_crowd_28fps_10s.mp4", "handshake_2p_1080p_2.6s.mp4"],
+    ["people_29.97fps_10s.mp4", "people_28fps_10s.mp4", "people_1080p_vfr_2.6s.mp4"],
 )
 def test_onnx_and_ultralytics_backends_agree(videos: Path, onnx_detector, name: str) -> None:
     images = _source_keyframes(videos / name)
@@ -75,10 +75,10 @@ def test_detection_schedule_includes_every_keyframe() -> None:
 
 
 @pytest.fixture(scope="module")
-def basketball_tracks(basketball_rawframes: Path, onnx_detector) -> Tracks:
+def basketball_tracks(people_rawframes: Path, onnx_detector) -> Tracks:
     frames = frames_to_detect(300, 10, tuple(range(10)))
-    dets = detect_clip(basketball_rawframes, frames, onnx_detector, 8)
-    return track_clip(basketball_rawframes, dets, TrackSettings(), 10, OnnxEmbedder())
+    dets = detect_clip(people_rawframes, frames, onnx_detector, 8)
+    return track_clip(people_rawframes, dets, TrackSettings(), 10, OnnxEmbedder())
 
 
 @pytest.mark.slow
@@ -95,8 +95,8 @@ def test_detector_finds_both_players_and_tracker_ids_are_stable(basketball_track
     assert all((rows[:, 0] >= 0).all() for rows in tracked.values())
 
 
-def test_onnx_embedder_matches_the_packages_torch_embedder(basketball_rawframes: Path) -> None:
-    frame = cv2.imread(str(basketball_rawframes / "img_00061.jpg"))
+def test_onnx_embedder_matches_the_packages_torch_embedder(people_rawframes: Path) -> None:
+    frame = cv2.imread(str(people_rawframes / "img_00061.jpg"))
     boxes = np.array([[113.2, 125.3, 158.9, 225.2], [313.9, 119.9, 358.1, 238.9], [-5.0, 10.0, 40.0, 250.0]])
     a, b = OnnxEmbedder().embed(frame, boxes), TorchEmbedder().embed(frame, boxes)
     assert a.shape == (3, 1280)

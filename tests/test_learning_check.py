@@ -22,8 +22,8 @@ def test_tiny_model_overfits_training_keyframes(tmp_path: Path, videos: Path, ca
     actions.write_text("groups:\n  body: [stand, walk]\n")
     work, data = tmp_path / "work", tmp_path / "dataset"
     inputs = [
-        str(videos / "basketball_2p_29.97fps_10s.mp4"),
-        str(videos / "armwrestling_crowd_28fps_10s.mp4"),
+        str(videos / "people_29.97fps_10s.mp4"),
+        str(videos / "people_28fps_10s.mp4"),
     ]
     assert main(["prepare", *inputs, "--actions", str(actions), "--out", str(work)]) == 0
     assert main(["autolabel", str(work)]) == 0

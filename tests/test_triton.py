@@ -31,8 +31,8 @@ def triton(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     server.stop()
 
 
-def test_triton_backend_matches_onnx_runtime(triton, basketball_rawframes: Path, videos: Path) -> None:
-    frames = [cv2.imread(str(basketball_rawframes / f"img_{30 * t + 1:05d}.jpg")) for t in range(10)]
+def test_triton_backend_matches_onnx_runtime(triton, people_rawframes: Path, videos: Path) -> None:
+    frames = [cv2.imread(str(people_rawframes / f"img_{30 * t + 1:05d}.jpg")) for t in range(10)]
     remote = make_detector(DetectSettings(backend="triton", triton_url=f"127.0.0.1:{triton.port}"))
     local = make_detector(DetectSettings(backend="onnx"))
     got, expected = remote.detect(frames), local.detect(frames)
