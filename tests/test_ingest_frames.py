@@ -27,7 +27,7 @@ def _cut(src: Path, tmp: Path, plan: ClipPlan | None = None, video_id: str = "v"
 @pytest.mark.parametrize(
     ("name", "fps", "frames", "size"),
     [
-        ("people_29.97fps_10s.mp4", 29.97, 300, (640, 480)),  # 300 frames at 30000/1001: 10.01 s
+        ("people_29.97fps_10s.mp4", 29.97, 300, (384, 288)),  # 300 frames at 30000/1001: 10.01 s
         ("people_28fps_10s.mp4", 28.0, 300, (352, 264)),  # 280 frames at 28: 10.000 s
         # variable rate: 71 frames over 2.567 s (30/1 nominal, 2130/77 average); 2.567 s x 30 = 77 frames
         ("people_1080p_vfr_2.6s.mp4", 27.66, 77, (1920, 1080)),
@@ -101,9 +101,9 @@ def test_rotation_metadata_is_applied(videos: Path, tmp_path: Path) -> None:
         str(rotated),
     )
     info = probe_video(rotated)
-    assert info.rotation in (90, 270) and (info.width, info.height) == (480, 640)  # 640x480 stored, turned
+    assert info.rotation in (90, 270) and (info.width, info.height) == (288, 384)  # 384x288 stored, turned
     (clip,) = _cut(rotated, tmp_path)
-    assert (clip.width, clip.height) == (480, 640)
+    assert (clip.width, clip.height) == (288, 384)
 
 
 def test_short_clip_has_no_labelled_seconds(videos: Path, tmp_path: Path) -> None:

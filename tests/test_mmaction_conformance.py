@@ -32,11 +32,11 @@ def test_avadataset_samples_frames_around_each_keyframe(dataset: DatasetLayout) 
             == sample_window(t, shot_frames=300)
             == list(range(30 * t - 30, 30 * t + 33, 2))
         )
-        # people_rawframes: the 640x480 frames of tests/media.py's people_29.97fps_10s.mp4
-        assert len(sample["imgs"]) == 32 and sample["imgs"][0].shape == (480, 640, 3)
+        # people_rawframes: the 384x288 frames of tests/media.py's people_29.97fps_10s.mp4
+        assert len(sample["imgs"]) == 32 and sample["imgs"][0].shape == (288, 384, 3)
         # Proposals come from our pkl (scores >= 0.9), not the whole-frame fallback [[0, 0, 1, 1]];
-        # RawFrameDecode scales them to pixels of the 640x480 frames.
-        scale = np.array([640, 480, 640, 480])
+        # RawFrameDecode scales them to pixels of the 384x288 frames.
+        scale = np.array([384, 288, 384, 288])
         np.testing.assert_allclose(sample["proposals"], ours[sample["img_key"]][:2, :4] * scale, rtol=1e-6)
         np.testing.assert_array_equal(sample["scores"], [0.97, 0.91])
         np.testing.assert_allclose(
