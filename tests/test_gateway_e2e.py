@@ -1,4 +1,4 @@
-"""End to end over gRPC with real nats-server + S3: submit two shared videos, get VIA projects, upload the
+"""End to end over gRPC with real nats-server + S3: submit two vtest videos, get VIA projects, upload the
 autolabelled finished projects, build, download the dataset: its AVA files and rawframes are byte-identical
 to the embedded runner's on the same input and settings. Bad requests get clear status codes."""
 

@@ -1,7 +1,7 @@
 """Learning check: the tiny model overfits its training keyframes, so labels, boxes and frames line up.
 
-Dataset: the two shared multi-person videos through the whole pipeline with autolabel (walk/stand from
-motion). The untrained model (learning rate 0) and the trained one are scored with mmaction2's AVA
+Dataset: two multi-person vtest videos (tests/media.py) through the whole pipeline with autolabel (walk/stand
+from motion). The untrained model (learning rate 0) and the trained one are scored with mmaction2's AVA
 frame-mAP@0.5 on the training split; "mAP 0" (the failure users hit most when boxes, timestamps or frames are
 misaligned) would show up here as no gain. `make learning-check` runs only this test.
 """

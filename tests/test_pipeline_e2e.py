@@ -1,4 +1,4 @@
-"""End to end on two shared videos through the CLI: prepare -> autolabel -> import -> build -> mmaction2."""
+"""End to end on two vtest videos through the CLI: prepare -> autolabel -> import -> build -> mmaction2."""
 
 import json
 import shutil

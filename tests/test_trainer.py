@@ -125,5 +125,6 @@ def test_tiny_preset_smoke_train_evaluate_resume_and_demo(
     )
     from avaforge.video.ffmpeg_run import count_frames
 
+    # people_1080p_vfr_2.6s.mp4 rendered at 30 fps: 2.567 s x 30 = 77 frames
     assert out.frames == 77 == count_frames(str(tmp_path / "demo.mp4"), "demo")
     assert os.path.getsize(tmp_path / "demo.mp4") > 10_000

@@ -112,6 +112,7 @@ def test_training_job_runs_and_stores_its_artifacts(trainer, videos: Path, tmp_p
     from avaforge.video.ffmpeg_run import count_frames
 
     (tmp_path / "demo.mp4").write_bytes(store.get(ArtifactRef(**result["demo"])))
+    # people_1080p_vfr_2.6s.mp4 rendered at 30 fps: 2.567 s x 30 = 77 frames
     assert count_frames(str(tmp_path / "demo.mp4"), "demo") == 77
 
 
