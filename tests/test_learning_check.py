@@ -35,4 +35,6 @@ def test_tiny_model_overfits_training_keyframes(tmp_path: Path, videos: Path, ca
     after = trained.metrics["train"]["mAP@0.5IOU"]
     with capsys.disabled():
         print(f"\nlearning check: train-split mAP {before:.3f} untrained -> {after:.3f} after {ITERS} iters")
+    # Measured on these videos: 0.767 untrained -> 0.984 after 150 iterations (most people walk, so the
+    # untrained model already scores high on "walk"); a gain of 0.15 still needs aligned boxes and frames.
     assert after >= before + 0.15, (before, after)
