@@ -7,7 +7,7 @@ On the same input, in one process:
   (c) seed    the seed's flow done straightforwardly: cut, extract all frames, YOLO (ultralytics) on each
               keyframe image one by one, Deep SORT with the package's torch embedder at 1 fps.
 Also measured: pure model inference for the frames (b) detects (detector + embedder on frames already in
-memory), and keyframe id switches on the basketball clip at 1 fps vs 10 fps.
+memory), and keyframe id switches on tests/media.py's 29.97 fps vtest clip at 1 fps vs 10 fps.
 Prints ratios; timings on shared machines are noisy, so each variant runs --repeat times and the best counts.
 """
 
@@ -35,6 +35,7 @@ from avaforge.stages.detect import Detections, frames_to_detect, read_frame  # n
 from avaforge.stages.track import track_clip  # noqa: E402
 from avaforge.tracking.embedder import OnnxEmbedder  # noqa: E402
 from avaforge.tracking.metrics import id_switches  # noqa: E402
+from tests import media  # noqa: E402
 
 ACTIONS = ActionList.from_obj({"groups": {"body": ["stand", "walk"]}})
 
@@ -158,23 +159,22 @@ def inference_only(frame_dir: Path, frames: list[int], repeat: int) -> tuple[flo
     return t_det, t_emb
 
 
-def id_stability(videos: Path, tmp: Path) -> dict[str, object]:
-    sys.path.insert(0, str(REPO / "tests"))
-    from test_detect_track import BASKETBALL_REFERENCE
+def id_stability(tmp: Path) -> dict[str, object]:
+    from tests.test_detect_track import PEOPLE_REFERENCE
 
-    src = videos / "basketball_2p_29.97fps_10s.mp4"
+    src = media.make(media.PEOPLE_2997, tmp / "videos")
     out = {}
     for fps in (1, 10):
         work = tmp / f"ids{fps}"
         base = PipelineSettings().to_dict()
         base["detect"]["tracking_fps"] = fps
         prepare([src], ACTIONS, work, PipelineSettings.from_dict(base))
-        clip = work / "clips" / "basketball_2p_29.97fps_10s"
+        clip = work / "clips" / src.stem
         dets = Detections.load(clip / "detections.npz")
         tracks = track_clip(
             clip / "rawframes", dets, TrackSettings(n_init=1 if fps == 1 else 3), fps, OnnxEmbedder()
         )
-        result = id_switches(BASKETBALL_REFERENCE, {t: tracks.at_second(t) for t in range(10)})
+        result = id_switches(PEOPLE_REFERENCE, {t: tracks.at_second(t) for t in range(10)})
         out[f"{fps} fps"] = {"switches": result["switches"], "total": result["total"]}
     return out
 
@@ -186,16 +186,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
-    src = (
-        Path(args.video)
-        if args.video
-        else Path(
-            subprocess.run(
-                [str(REPO / "scripts" / "fetch_demo_video.sh")], check=True, capture_output=True, text=True
-            ).stdout.strip()
-        )
-    )
-    videos = REPO.parent / "shared" / "data" / "videos"
+    src = Path(args.video) if args.video else media.vtest()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         avaforge_prepare(src, 2.0, tmp, 10)  # warm-up: model exports and imports are one-time costs
@@ -207,7 +198,7 @@ def main() -> None:
         n_frames = len(list(clip_dir.iterdir()))
         detected = frames_to_detect(n_frames, 10, tuple(range(n_frames // 30 + 1)))
         t_det, t_emb = inference_only(clip_dir, detected, args.repeat)
-        ids = id_stability(videos, tmp) if videos.is_dir() else {}
+        ids = id_stability(tmp)
     res = {
         "input": f"{src.name}, first {args.seconds:g} s ({n_frames} frames at 30 fps)",
         "a_floor_s": t_a,
@@ -223,7 +214,7 @@ def main() -> None:
         "ratio_b_over_a_plus_inference": t_b / (t_a + t_det + t_emb),
         "ratio_b_over_a_plus_detector_inference": t_b / (t_a + t_det),
         "speedup_c_over_b_same_rate_1fps": t_c / t_b1,
-        "id_switches_basketball": ids,
+        "id_switches_people": ids,
     }
     text = json.dumps(res, indent=1, default=lambda v: round(v, 3))
     print(text)

@@ -16,15 +16,13 @@ sys.path.insert(0, str(REPO))
 
 from avaforge.cli import main as cli  # noqa: E402
 from avaforge.trainer.train import train  # noqa: E402
+from tests import media  # noqa: E402
 
 
 def build_dataset(tmp: Path) -> Path:
-    videos = REPO.parent / "shared" / "data" / "videos"
     actions = tmp / "actions.yaml"
     actions.write_text("groups:\n  body: [stand, walk]\n")
-    inputs = [
-        str(videos / name) for name in ("basketball_2p_29.97fps_10s.mp4", "armwrestling_crowd_28fps_10s.mp4")
-    ]
+    inputs = [str(media.make(name, tmp / "videos")) for name in (media.PEOPLE_2997, media.PEOPLE_28)]
     work = tmp / "work"
     assert cli(["prepare", *inputs, "--actions", str(actions), "--out", str(work)]) == 0
     assert cli(["autolabel", str(work)]) == 0
@@ -40,7 +38,9 @@ def iteration_times(run: Path) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--dataset", help="an avaforge dataset (default: built from the shared videos)")
+    parser.add_argument(
+        "--dataset", help="an avaforge dataset (default: built from two vtest.avi segments, tests/media.py)"
+    )
     parser.add_argument("--tiny-iters", type=int, default=12)
     parser.add_argument("--slowfast-iters", type=int, default=4)
     parser.add_argument("--slowfast-batch", type=int, default=2)

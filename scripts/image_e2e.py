@@ -40,12 +40,9 @@ from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc  # noqa: E402
 from devstack.servers import S3Credentials, free_port, nats_server, s3_server, wait_port  # noqa: E402
 from services.common.catalog import DEPLOYABLES  # noqa: E402
 from services.common.convert import ref_to_proto  # noqa: E402
+from tests import media  # noqa: E402
 
-SHARED_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
-VIDEOS = [
-    SHARED_VIDEOS / "basketball_2p_29.97fps_10s.mp4",
-    SHARED_VIDEOS / "armwrestling_crowd_28fps_10s.mp4",
-]
+VIDEOS = (media.PEOPLE_2997, media.PEOPLE_28)  # two segments of vtest.avi, made by tests/media.py
 ACTIONS = {"groups": {"body": ["stand", "walk"], "hands": ["wave"]}}
 
 
@@ -73,6 +70,7 @@ def main() -> int:
     image = os.environ["IMAGE"]
     gpu_image = os.environ.get("GPU_IMAGE")  # also run worker-train from it and train on the built dataset
     state = Path(tempfile.mkdtemp(prefix="avaforge-image-e2e-"))
+    videos = [media.make(name, state / "videos") for name in VIDEOS]
     creds = S3Credentials("imagecheck", secrets.token_urlsafe(16))
     nats = nats_server(state, free_port()).start()
     s3 = s3_server(state, creds, free_port()).start()
@@ -110,21 +108,21 @@ def main() -> int:
         print(f"{len(started)} containers healthy after {time.monotonic() - t0:.1f} s")
         client = GatewayClient(f"127.0.0.1:{gateway}", timeout_s=900)
         t1 = time.monotonic()
-        job = client.submit(VIDEOS, ACTIONS)
+        job = client.submit(videos, ACTIONS)
         job = client.wait(job.job_id, common_pb2.JOB_STATE_AWAITING_LABELS)
         if job.state != common_pb2.JOB_STATE_AWAITING_LABELS:
             raise RuntimeError(f"job {job.job_id}: {common_pb2.JobState.Name(job.state)}: {job.error}")
         print(f"job {job.job_id}: {len(job.clips)} clips ready to label after {time.monotonic() - t1:.1f} s")
         # the same videos through the embedded runner on this machine; its autolabelled projects go to the job
         work = state / "embedded"
-        prepare(VIDEOS, ActionList.from_obj(ACTIONS), work, PipelineSettings())
+        prepare(videos, ActionList.from_obj(ACTIONS), work, PipelineSettings())
         projects = autolabel_workdir(work)
         for project in projects:
             client.upload_finished(job.job_id, project)
         import_finished(work, projects)
         embedded = build(work, state / "embedded_dataset").out
         while not [
-            p for p in client.get(job.job_id).progress if p.stage == "import" and p.done == len(VIDEOS)
+            p for p in client.get(job.job_id).progress if p.stage == "import" and p.done == len(videos)
         ]:
             time.sleep(0.5)
         client.build(job.job_id)

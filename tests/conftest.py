@@ -1,17 +1,18 @@
-"""Shared fixtures: the reference data in ../shared and a real rawframes dataset built from a shared video."""
+"""Shared fixtures: test videos made from vtest.avi (tests/media.py), a real rawframes dataset built from one
+of them, and a real S3 server. Reference files are written by tests/reference_data.py."""
 
 from __future__ import annotations
 
 import atexit
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from devstack.servers import S3Credentials
+from tests import media
 
 # Model exports (ONNX of the detector and embedder) go to a per-session cache unless the caller pins one;
 # the session removes the one it made (about 20 MB each run).
@@ -22,42 +23,37 @@ if "AVAFORGE_CACHE" not in os.environ:
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-
-
-def shared_path(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.fail(f"reference data missing: {path} (tests read ../shared relative to the repo root)")
-    return path
 
 
 @pytest.fixture(scope="session")
-def videos() -> Path:
-    return shared_path("data", "videos")
-
-
-def ffmpeg(*args: str) -> None:
-    """Make a test input with the real ffmpeg."""
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the test videos of tests/media.py (people_29.97fps_10s.mp4 ...), made once a session."""
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg is not installed (make install brings it)")
+    folder = tmp_path_factory.mktemp("videos")
+    media.make_all(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
-def basketball_rawframes(tmp_path_factory: pytest.TempPathFactory, videos: Path) -> Path:
-    """Rawframes img_00001.jpg... of the 29.97 fps basketball clip, made by the pipeline's cut + frames."""
+def people_rawframes(tmp_path_factory: pytest.TempPathFactory, videos: Path) -> Path:
+    """Rawframes img_00001.jpg... of the 29.97 fps vtest clip, made by the pipeline's cut + frames."""
     from avaforge.settings import CutSettings, FrameSettings, ScheduleSettings
     from avaforge.stages.frames import cut_with_frames
     from avaforge.stages.ingest import ClipSpec
 
-    if shutil.which("ffmpeg") is None:
-        pytest.fail("ffmpeg is not installed (make install brings it)")
     tmp = tmp_path_factory.mktemp("rawframes")
-    src = videos / "basketball_2p_29.97fps_10s.mp4"
-    spec = ClipSpec("basketball", "basketball", 0, 0.0, 10.01)
+    spec = ClipSpec("people", "people", 0, 0.0, 10.01)
     cut_with_frames(
-        src, spec, tmp / "clip.mp4", tmp / "basketball", CutSettings(), FrameSettings(), ScheduleSettings()
+        videos / media.PEOPLE_2997,
+        spec,
+        tmp / "clip.mp4",
+        tmp / "people",
+        CutSettings(),
+        FrameSettings(),
+        ScheduleSettings(),
     )
-    return tmp / "basketball"
+    return tmp / "people"
 
 
 # Two people at fixed boxes across seconds 2..8 of a 10 s clip; enough to exercise every file.

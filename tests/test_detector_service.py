@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def detector(s3, tmp_path_factory: pytest.TempPathFactory, basketball_rawframes: Path):  # type: ignore[no-untyped-def]
+def detector(s3, tmp_path_factory: pytest.TempPathFactory, people_rawframes: Path):  # type: ignore[no-untyped-def]
     _, store = s3
     servicer = DetectorServicer(Deps(store, tmp_path_factory.mktemp("cache")))
     mport = free_port()
@@ -31,17 +31,17 @@ def detector(s3, tmp_path_factory: pytest.TempPathFactory, basketball_rawframes:
         "detector", [(stages_pb2_grpc.add_DetectorServiceServicer_to_server, servicer, NAME)], mport
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
-    rawframes = store.put("rawframes", pack_dir(basketball_rawframes), ".tar")
+    rawframes = store.put("rawframes", pack_dir(people_rawframes), ".tar")
     yield stages_pb2_grpc.DetectorServiceStub(channel), channel, ref_to_proto(rawframes), mport, store
     channel.close()
     running.stop()
 
 
-def test_detect_batch_matches_the_in_process_stage(detector, basketball_rawframes: Path) -> None:
+def test_detect_batch_matches_the_in_process_stage(detector, people_rawframes: Path) -> None:
     stub, _, rawframes, _, store = detector
     frames = [1, 31, 61, 64]
     reply = stub.DetectBatch(stages_pb2.DetectBatchRequest(rawframes=rawframes, frames=frames))
-    local = detect_clip(basketball_rawframes, frames, make_detector(DetectSettings()), 8)
+    local = detect_clip(people_rawframes, frames, make_detector(DetectSettings()), 8)
     assert [f.frame for f in reply.frames] == frames
     stored = store.get(__import__("services.common.convert", fromlist=["x"]).ref_from_proto(reply.detections))
     assert stored == local.to_bytes()  # byte-identical to the embedded stage

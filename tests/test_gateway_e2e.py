@@ -1,4 +1,4 @@
-"""End to end over gRPC with real nats-server + S3: submit two shared videos, get VIA projects, upload the
+"""End to end over gRPC with real nats-server + S3: submit two vtest videos, get VIA projects, upload the
 autolabelled finished projects, build, download the dataset: its AVA files and rawframes are byte-identical
 to the embedded runner's on the same input and settings. Bad requests get clear status codes."""
 
@@ -23,7 +23,7 @@ from tests.stage_workers import HANDLERS, LoopThread, start_stage_workers
 
 pytestmark = pytest.mark.slow
 ACTIONS = {"groups": {"body": ["stand", "walk"], "hands": ["wave"]}}
-VIDEOS = ("basketball_2p_29.97fps_10s.mp4", "armwrestling_crowd_28fps_10s.mp4")
+VIDEOS = ("people_29.97fps_10s.mp4", "people_28fps_10s.mp4")
 POLICY = RetryPolicy(max_deliver=3, backoff_s=(0.2,), ack_wait_s=120)
 
 
@@ -128,7 +128,7 @@ def test_bad_requests_get_clear_codes_and_the_gateway_keeps_serving(
             )
         )
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "groups" in exc.value.details()
-    mine = client.submit([videos / "handshake_2p_1080p_2.6s.mp4"], ACTIONS)
+    mine = client.submit([videos / "people_1080p_vfr_2.6s.mp4"], ACTIONS)
     jobs = client.stub.ListJobs(gateway_pb2.ListJobsRequest()).jobs
     assert mine.job_id in {j.job_id for j in jobs}  # still serving
     other = tmp_path / "other.json"
@@ -146,7 +146,7 @@ def test_poison_input_fails_its_job_while_another_job_finishes(stack, videos: Pa
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is not a video")
     bad = client.submit([fake], ACTIONS)
-    good = client.submit([videos / "handshake_2p_1080p_2.6s.mp4"], ACTIONS)
+    good = client.submit([videos / "people_1080p_vfr_2.6s.mp4"], ACTIONS)
     failed = client.wait(bad.job_id, common_pb2.JOB_STATE_FAILED)
     assert failed.state == common_pb2.JOB_STATE_FAILED
     assert failed.error.stage == "ingest" and "not a readable video" in failed.error.message
@@ -159,7 +159,7 @@ def test_poison_input_fails_its_job_while_another_job_finishes(stack, videos: Pa
 
 def test_nats_restart_mid_job_resumes(stack, videos: Path) -> None:
     client, _, state = stack
-    job = client.submit([videos / "handshake_2p_1080p_2.6s.mp4"], {"groups": {"body": ["sit", "run"]}})
+    job = client.submit([videos / "people_1080p_vfr_2.6s.mp4"], {"groups": {"body": ["sit", "run"]}})
     for _ in range(300):  # wait until the job is under way
         if any(p.done for p in client.get(job.job_id).progress):
             break
@@ -192,7 +192,7 @@ def test_s3_down_retries_then_fails_the_job_in_bounded_time(videos: Path, tmp_pa
         queue = await WorkQueue.connect(f"nats://127.0.0.1:{nats.port}")
         server, port = await start(queue, store, 0)
         client = GatewayClient(f"127.0.0.1:{port}", timeout_s=60)
-        job = await asyncio.to_thread(client.submit, [videos / "handshake_2p_1080p_2.6s.mp4"], ACTIONS)
+        job = await asyncio.to_thread(client.submit, [videos / "people_1080p_vfr_2.6s.mp4"], ACTIONS)
         s3.stop()
         began = time.monotonic()
         ctx = Context.create(queue, store, tmp_path / "cache")
@@ -233,13 +233,13 @@ def test_cli_remote_mode(stack, videos: Path, tmp_path: Path, capsys) -> None:
     server = client.channel._channel.target().decode()
     actions = tmp_path / "actions.yaml"
     actions.write_text("groups:\n  body: [stand, walk]\n")
-    video = str(videos / "handshake_2p_1080p_2.6s.mp4")
+    video = str(videos / "people_1080p_vfr_2.6s.mp4")
     assert main(["remote", "--server", server, "submit", video, "--actions", str(actions), "--watch"]) == 0
     out = capsys.readouterr().out.splitlines()
     job_id = out[0]
     assert "awaiting_labels" in out[-1] and "ingest 1/1" in out[-1]
     assert main(["remote", "--server", server, "via", job_id, "--out", str(tmp_path / "via")]) == 0
-    assert (tmp_path / "via" / "handshake_2p_1080p_2.6s.zip").exists()
+    assert (tmp_path / "via" / "people_1080p_vfr_2.6s.zip").exists()
     assert main(["remote", "--server", server, "jobs"]) == 0
     assert job_id in capsys.readouterr().out
 
@@ -258,7 +258,7 @@ def test_gateway_metrics_and_restart_keep_jobs(s3, videos: Path, tmp_path: Path)
         queue = await WorkQueue.connect(f"nats://127.0.0.1:{nats.port}")
         server, port = await start(queue, store, 0, metrics_port=mport)
         client = GatewayClient(f"127.0.0.1:{port}", timeout_s=60)
-        job = await asyncio.to_thread(client.submit, [videos / "handshake_2p_1080p_2.6s.mp4"], ACTIONS)
+        job = await asyncio.to_thread(client.submit, [videos / "people_1080p_vfr_2.6s.mp4"], ACTIONS)
         await server.stop(1)  # the gateway goes away; its jobs live in JetStream KV
         server, port = await start(queue, store, 0, metrics_port=0)
         again = await asyncio.to_thread(GatewayClient(f"127.0.0.1:{port}", 60).get, job.job_id)

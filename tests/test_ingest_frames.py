@@ -1,4 +1,4 @@
-"""Ingest/cut and frames on the real shared videos and on inputs made from them with real ffmpeg."""
+"""Ingest/cut and frames on videos of real people made from vtest.avi with real ffmpeg (tests/media.py)."""
 
 from pathlib import Path
 
@@ -11,7 +11,8 @@ from avaforge.settings import ClipPlan, CutSettings, FrameSettings, ScheduleSett
 from avaforge.stages.frames import cut_with_frames, extract_frames
 from avaforge.stages.ingest import ClipSpec, cut_clip, plan_clips
 from avaforge.video.probe import probe_video
-from tests.conftest import ffmpeg
+from tests import media
+from tests.media import ffmpeg
 
 CUT = CutSettings()
 
@@ -21,12 +22,15 @@ def _cut(src: Path, tmp: Path, plan: ClipPlan | None = None, video_id: str = "v"
     return [cut_clip(src, s, tmp / f"{s.clip_id}.mp4", CUT) for s in specs]
 
 
+# The test videos of tests/media.py: their rate as ffprobe reports it (avg_frame_rate), and the frames and
+# size of the 30 fps clip cut from the whole video (frames = round(duration x 30), duration from ffprobe).
 @pytest.mark.parametrize(
     ("name", "fps", "frames", "size"),
     [
-        ("basketball_2p_29.97fps_10s.mp4", 29.97, 300, (426, 240)),
-        ("armwrestling_crowd_28fps_10s.mp4", 28.0, 300, (340, 256)),
-        ("handshake_2p_1080p_2.6s.mp4", 28.05, 77, (1920, 1080)),  # 72 frames over 2.567 s (30/1 nominal)
+        ("people_29.97fps_10s.mp4", 29.97, 300, (384, 288)),  # 300 frames at 30000/1001: 10.01 s
+        ("people_28fps_10s.mp4", 28.0, 300, (352, 264)),  # 280 frames at 28: 10.000 s
+        # variable rate: 71 frames over 2.567 s (30/1 nominal, 2130/77 average); 2.567 s x 30 = 77 frames
+        ("people_1080p_vfr_2.6s.mp4", 27.66, 77, (1920, 1080)),
     ],
 )
 def test_whole_video_clips_have_exact_30fps_frame_counts(
@@ -41,7 +45,7 @@ def test_whole_video_clips_have_exact_30fps_frame_counts(
 
 
 def test_windows_and_explicit_segments(videos: Path, tmp_path: Path) -> None:
-    src = videos / "armwrestling_crowd_28fps_10s.mp4"
+    src = videos / "people_28fps_10s.mp4"
     clips = _cut(src, tmp_path, ClipPlan(mode="windows", window_s=4))
     assert [(c.clip_id, c.start_s, c.num_frames) for c in clips] == [
         ("v_c000", 0.0, 120),
@@ -55,8 +59,11 @@ def test_windows_and_explicit_segments(videos: Path, tmp_path: Path) -> None:
 
 
 def test_cut_boundary_is_frame_exact(videos: Path, tmp_path: Path) -> None:
-    """A clip starting at 1.0 s of a 30 fps source begins with source frame 31, not a nearby keyframe."""
-    src = videos / "handshake_2p_1080p_2.6s.mp4"
+    """A clip starting at 1.0 s of a 30 fps source begins with source frame 31, not a nearby keyframe.
+
+    The 1080p video runs at a steady 30 fps for its first 1.5 s (frames are dropped only after that), and
+    each of its frames is a distinct blend of vtest's, so frame 31 is the one closest to 1.0 s."""
+    src = videos / "people_1080p_vfr_2.6s.mp4"
     spec = ClipSpec("h", "h", 0, 1.0, 1.0)
     clip = cut_clip(src, spec, tmp_path / "h.mp4", CUT)
     assert clip.num_frames == 30
@@ -72,30 +79,21 @@ def test_cut_boundary_is_frame_exact(videos: Path, tmp_path: Path) -> None:
     assert diffs[31] < diffs[29] and diffs[31] < diffs[33], diffs
 
 
-def test_odd_codec_low_fps_avi(videos: Path, tmp_path: Path) -> None:
+def test_odd_codec_low_fps_avi(tmp_path: Path) -> None:
+    """vtest.avi itself is an old MS-MPEG4 v3 AVI at 10 fps; its first 10 s, stream-copied, is 100 frames."""
     avi = tmp_path / "old.avi"
-    ffmpeg(
-        "-i",
-        str(videos / "basketball_2p_29.97fps_10s.mp4"),
-        "-t",
-        "10",
-        "-r",
-        "10",
-        "-c:v",
-        "msmpeg4",
-        str(avi),
-    )
+    ffmpeg("-i", str(media.vtest()), "-t", "10", "-c", "copy", str(avi))
     info = probe_video(avi)
     assert (info.codec, info.fps) == ("msmpeg4v3", 10.0)
     (clip,) = _cut(avi, tmp_path)
-    assert clip.num_frames == 300
+    assert clip.num_frames == 300  # 10 s at 30 fps
 
 
 def test_rotation_metadata_is_applied(videos: Path, tmp_path: Path) -> None:
     rotated = tmp_path / "rot.mp4"
     ffmpeg(
         "-i",
-        str(videos / "basketball_2p_29.97fps_10s.mp4"),
+        str(videos / "people_29.97fps_10s.mp4"),
         "-c",
         "copy",
         "-metadata:s:v:0",
@@ -103,17 +101,18 @@ def test_rotation_metadata_is_applied(videos: Path, tmp_path: Path) -> None:
         str(rotated),
     )
     info = probe_video(rotated)
-    assert info.rotation in (90, 270) and (info.width, info.height) == (240, 426)
+    assert info.rotation in (90, 270) and (info.width, info.height) == (288, 384)  # 384x288 stored, turned
     (clip,) = _cut(rotated, tmp_path)
-    assert (clip.width, clip.height) == (240, 426)
+    assert (clip.width, clip.height) == (288, 384)
 
 
 def test_short_clip_has_no_labelled_seconds(videos: Path, tmp_path: Path) -> None:
-    src = videos / "handshake_2p_1080p_2.6s.mp4"
+    src = videos / "people_1080p_vfr_2.6s.mp4"
     (spec,) = plan_clips(probe_video(src), ClipPlan(), "v")
     _, info = cut_with_frames(
         src, spec, tmp_path / "v.mp4", tmp_path / "frames", CUT, FrameSettings(), ScheduleSettings()
     )
+    # 2.567 s x 30 = 77 frames; keyframes at seconds 0-2; none labelled (AVA needs 2 s on either side)
     assert info.num_frames == 77 and info.keyframe_seconds == (0, 1, 2) and info.labelled_seconds == ()
 
 
@@ -125,7 +124,7 @@ def _bad_inputs(tmp: Path, videos: Path) -> dict[str, Path]:
     audio = tmp / "audio.mp4"
     ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(audio))
     truncated = tmp / "truncated.mp4"
-    data = (videos / "basketball_2p_29.97fps_10s.mp4").read_bytes()
+    data = (videos / "people_29.97fps_10s.mp4").read_bytes()
     truncated.write_bytes(data[: len(data) // 3])
     return {"0 bytes": empty, "not a readable video": text, "no video stream": audio, "truncated": truncated}
 
@@ -141,7 +140,7 @@ def test_bad_inputs_are_clear_errors_naming_the_file(videos: Path, tmp_path: Pat
 
 
 def test_frames_one_pass_names_quality_and_atomicity(videos: Path, tmp_path: Path) -> None:
-    src = videos / "basketball_2p_29.97fps_10s.mp4"
+    src = videos / "people_29.97fps_10s.mp4"
     (spec,) = plan_clips(probe_video(src), ClipPlan(), "v")
     sched = ScheduleSettings()
     clip, info = cut_with_frames(

@@ -1,7 +1,7 @@
 """Learning check: the tiny model overfits its training keyframes, so labels, boxes and frames line up.
 
-Dataset: the two shared multi-person videos through the whole pipeline with autolabel (walk/stand from
-motion). The untrained model (learning rate 0) and the trained one are scored with mmaction2's AVA
+Dataset: two multi-person vtest videos (tests/media.py) through the whole pipeline with autolabel (walk/stand
+from motion). The untrained model (learning rate 0) and the trained one are scored with mmaction2's AVA
 frame-mAP@0.5 on the training split; "mAP 0" (the failure users hit most when boxes, timestamps or frames are
 misaligned) would show up here as no gain. `make learning-check` runs only this test.
 """
@@ -22,8 +22,8 @@ def test_tiny_model_overfits_training_keyframes(tmp_path: Path, videos: Path, ca
     actions.write_text("groups:\n  body: [stand, walk]\n")
     work, data = tmp_path / "work", tmp_path / "dataset"
     inputs = [
-        str(videos / "basketball_2p_29.97fps_10s.mp4"),
-        str(videos / "armwrestling_crowd_28fps_10s.mp4"),
+        str(videos / "people_29.97fps_10s.mp4"),
+        str(videos / "people_28fps_10s.mp4"),
     ]
     assert main(["prepare", *inputs, "--actions", str(actions), "--out", str(work)]) == 0
     assert main(["autolabel", str(work)]) == 0
@@ -35,4 +35,6 @@ def test_tiny_model_overfits_training_keyframes(tmp_path: Path, videos: Path, ca
     after = trained.metrics["train"]["mAP@0.5IOU"]
     with capsys.disabled():
         print(f"\nlearning check: train-split mAP {before:.3f} untrained -> {after:.3f} after {ITERS} iters")
+    # Measured on these videos: 0.767 untrained -> 0.984 after 150 iterations (most people walk, so the
+    # untrained model already scores high on "walk"); a gain of 0.15 still needs aligned boxes and frames.
     assert after >= before + 0.15, (before, after)

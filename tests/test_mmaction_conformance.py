@@ -13,8 +13,8 @@ from tests.conftest import ava_dataset, write_demo_dataset
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory, basketball_rawframes: Path) -> DatasetLayout:
-    root = write_demo_dataset(tmp_path_factory.mktemp("ds"), basketball_rawframes, {"train": ["basket.v_1"]})
+def dataset(tmp_path_factory: pytest.TempPathFactory, people_rawframes: Path) -> DatasetLayout:
+    root = write_demo_dataset(tmp_path_factory.mktemp("ds"), people_rawframes, {"train": ["basket.v_1"]})
     return DatasetLayout(root)
 
 
@@ -32,10 +32,11 @@ def test_avadataset_samples_frames_around_each_keyframe(dataset: DatasetLayout) 
             == sample_window(t, shot_frames=300)
             == list(range(30 * t - 30, 30 * t + 33, 2))
         )
-        assert len(sample["imgs"]) == 32 and sample["imgs"][0].shape == (240, 426, 3)
+        # people_rawframes: the 384x288 frames of tests/media.py's people_29.97fps_10s.mp4
+        assert len(sample["imgs"]) == 32 and sample["imgs"][0].shape == (288, 384, 3)
         # Proposals come from our pkl (scores >= 0.9), not the whole-frame fallback [[0, 0, 1, 1]];
-        # RawFrameDecode scales them to pixels of the 426x240 frames.
-        scale = np.array([426, 240, 426, 240])
+        # RawFrameDecode scales them to pixels of the 384x288 frames.
+        scale = np.array([384, 288, 384, 288])
         np.testing.assert_allclose(sample["proposals"], ours[sample["img_key"]][:2, :4] * scale, rtol=1e-6)
         # write_demo_dataset's proposals: the third (score 0.2) is under person_det_score_thr 0.9
         np.testing.assert_array_equal(sample["scores"], [0.97, 0.91])

@@ -1,4 +1,4 @@
-"""End to end on two shared videos through the CLI: prepare -> autolabel -> import -> build -> mmaction2."""
+"""End to end on two vtest videos through the CLI: prepare -> autolabel -> import -> build -> mmaction2."""
 
 import json
 import shutil
@@ -19,7 +19,7 @@ from avaforge.validation import validate_dataset
 from tests.conftest import ava_dataset
 
 pytestmark = pytest.mark.slow
-VIDEOS = ("basketball_2p_29.97fps_10s.mp4", "armwrestling_crowd_28fps_10s.mp4")
+VIDEOS = ("people_29.97fps_10s.mp4", "people_28fps_10s.mp4")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def _snapshot(work: Path) -> dict[str, bytes]:
 
 def test_prepare_writes_clips_tracks_proposals_and_via(run, capsys) -> None:
     work = run["work"]
-    for vid in ("basketball_2p_29.97fps_10s", "armwrestling_crowd_28fps_10s"):
+    for vid in ("people_29.97fps_10s", "people_28fps_10s"):
         clip = work / "clips" / vid
         assert len(list((clip / "rawframes").iterdir())) == 300
         props = read_proposals(clip / "proposals.pkl")

@@ -25,8 +25,8 @@ POLICY = RetryPolicy(max_deliver=3, backoff_s=(0.2,), ack_wait_s=120)
 def test_queue_workers_produce_the_embedded_runners_bytes(s3, videos: Path, tmp_path: Path) -> None:
     _, store = s3
     nats = nats_server(tmp_path / "nats").start()
-    video = videos / "basketball_2p_29.97fps_10s.mp4"
-    cid = "basketball_2p_29.97fps_10s"
+    video = videos / "people_29.97fps_10s.mp4"
+    cid = "people_29.97fps_10s"
     settings = PipelineSettings()
 
     async def main() -> dict:
@@ -138,8 +138,8 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
         )
         for port, sink in zip((0, health_port), sinks, strict=True)
     ]
-    video = videos / "basketball_2p_29.97fps_10s.mp4"
-    cid = "basketball_2p_29.97fps_10s"
+    video = videos / "people_29.97fps_10s.mp4"
+    cid = "people_29.97fps_10s"
 
     async def main() -> dict:
         url = env["AVAFORGE_NATS_URL"]

@@ -43,7 +43,7 @@ def test_stage_rpcs_reproduce_the_embedded_runner(s3, videos: Path, tmp_path: Pa
         for _, _, name in registrations:
             assert health.Check(health_pb2.HealthCheckRequest(service=name)).status == 1  # SERVING
         settings = settings_to_proto(PipelineSettings())
-        video = videos / "basketball_2p_29.97fps_10s.mp4"
+        video = videos / "people_29.97fps_10s.mp4"
         vref = ref_to_proto(store.put("videos", video.read_bytes(), ".mp4"))
         ingest = stages_pb2_grpc.IngestServiceStub(channel)
         (planned,) = ingest.PlanClips(

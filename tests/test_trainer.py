@@ -26,12 +26,10 @@ def _dataset_with_k_actions(root: Path, rawframes: Path, k: int) -> DatasetLayou
 
 
 @pytest.mark.parametrize("k", [1, 3, 7, 80])
-def test_generated_config_loads_and_passes_mmaction2_asserts(
-    tmp_path: Path, basketball_rawframes: Path, k: int
-):
+def test_generated_config_loads_and_passes_mmaction2_asserts(tmp_path: Path, people_rawframes: Path, k: int):
     from mmengine.config import Config
 
-    layout = _dataset_with_k_actions(tmp_path / "ds", basketball_rawframes, k)
+    layout = _dataset_with_k_actions(tmp_path / "ds", people_rawframes, k)
     path = write_config(
         build_config(layout.root, "tiny", tmp_path / "run", iters=10), tmp_path / "run" / "cfg.py"
     )
@@ -56,10 +54,10 @@ def test_generated_config_loads_and_passes_mmaction2_asserts(
     assert validate_dataset(layout.root, config=path).ok
 
 
-def test_subset_of_classes_uses_custom_classes(tmp_path: Path, basketball_rawframes: Path) -> None:
+def test_subset_of_classes_uses_custom_classes(tmp_path: Path, people_rawframes: Path) -> None:
     from mmengine.config import Config
 
-    layout = _dataset_with_k_actions(tmp_path / "ds", basketball_rawframes, 3)
+    layout = _dataset_with_k_actions(tmp_path / "ds", people_rawframes, 3)
     cfg = build_config(
         layout.root,
         "slowfast_r50",
@@ -106,13 +104,13 @@ def test_metric_equals_mmaction2_ava_eval(tmp_path: Path, monkeypatch, seed: int
 
 @pytest.mark.slow
 def test_tiny_preset_smoke_train_evaluate_resume_and_demo(
-    tmp_path: Path, basketball_rawframes: Path, videos: Path
+    tmp_path: Path, people_rawframes: Path, videos: Path
 ) -> None:
     from avaforge.trainer.demo_video import render_demo
     from avaforge.trainer.train import train
 
     layout = DatasetLayout(
-        write_demo_dataset(tmp_path / "ds", basketball_rawframes, {"train": ["a"], "val": ["b"]})
+        write_demo_dataset(tmp_path / "ds", people_rawframes, {"train": ["a"], "val": ["b"]})
     )
     run = tmp_path / "run"
     result = train(layout.root, "tiny", run, iters=2)
@@ -127,11 +125,12 @@ def test_tiny_preset_smoke_train_evaluate_resume_and_demo(
     assert "Iter(train) [4/4]" in log and "Iter(train) [3/4]" in log
     out = render_demo(
         resumed.checkpoint,
-        videos / "handshake_2p_1080p_2.6s.mp4",
+        videos / "people_1080p_vfr_2.6s.mp4",
         tmp_path / "demo.mp4",
         work=tmp_path / "demo_work",
     )
     from avaforge.video.ffmpeg_run import count_frames
 
+    # people_1080p_vfr_2.6s.mp4 rendered at 30 fps: 2.567 s x 30 = 77 frames
     assert out.frames == 77 == count_frames(str(tmp_path / "demo.mp4"), "demo")
     assert os.path.getsize(tmp_path / "demo.mp4") > 10_000

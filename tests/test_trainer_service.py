@@ -28,15 +28,15 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trainer(s3, tmp_path_factory: pytest.TempPathFactory, basketball_rawframes: Path):  # type: ignore[no-untyped-def]
+def trainer(s3, tmp_path_factory: pytest.TempPathFactory, people_rawframes: Path):  # type: ignore[no-untyped-def]
     _, store = s3
     tmp = tmp_path_factory.mktemp("trainer")
     layout = DatasetLayout(
-        write_demo_dataset(tmp / "dataset", basketball_rawframes, {"train": ["a"], "val": ["b"]})
+        write_demo_dataset(tmp / "dataset", people_rawframes, {"train": ["a"], "val": ["b"]})
     )
     for link in layout.rawframes.iterdir():  # real files in the uploaded dataset
         link.unlink()
-        shutil.copytree(basketball_rawframes, link)
+        shutil.copytree(people_rawframes, link)
     dataset = ref_to_proto(store.put("datasets", pack_tree(layout.root), ".tar"))
     nats = nats_server(tmp / "nats").start()
     background = LoopThread()
@@ -94,7 +94,7 @@ def _until(stub, job_id: str, states: set[int]) -> common_pb2.Job:  # type: igno
 
 def test_training_job_runs_and_stores_its_artifacts(trainer, videos: Path, tmp_path: Path) -> None:
     stub, dataset, store, read = trainer
-    demo = ref_to_proto(store.put("videos", (videos / "handshake_2p_1080p_2.6s.mp4").read_bytes(), ".mp4"))
+    demo = ref_to_proto(store.put("videos", (videos / "people_1080p_vfr_2.6s.mp4").read_bytes(), ".mp4"))
     job = stub.StartTraining(
         stages_pb2.StartTrainingRequest(dataset=dataset, preset="tiny", iters=3, demo_video=demo)
     )
@@ -110,6 +110,7 @@ def test_training_job_runs_and_stores_its_artifacts(trainer, videos: Path, tmp_p
     from avaforge.video.ffmpeg_run import count_frames
 
     (tmp_path / "demo.mp4").write_bytes(store.get(ArtifactRef(**result["demo"])))
+    # people_1080p_vfr_2.6s.mp4 rendered at 30 fps: 2.567 s x 30 = 77 frames
     assert count_frames(str(tmp_path / "demo.mp4"), "demo") == 77
 
 

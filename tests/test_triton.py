@@ -31,12 +31,13 @@ def triton(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     server.stop()
 
 
-def test_triton_backend_matches_onnx_runtime(triton, basketball_rawframes: Path, videos: Path) -> None:
-    frames = [cv2.imread(str(basketball_rawframes / f"img_{30 * t + 1:05d}.jpg")) for t in range(10)]
+def test_triton_backend_matches_onnx_runtime(triton, people_rawframes: Path, videos: Path) -> None:
+    frames = [cv2.imread(str(people_rawframes / f"img_{30 * t + 1:05d}.jpg")) for t in range(10)]
     remote = make_detector(DetectSettings(backend="triton", triton_url=f"127.0.0.1:{triton.port}"))
     local = make_detector(DetectSettings(backend="onnx"))
     got, expected = remote.detect(frames), local.detect(frames)
-    assert [len(b) for b in got] == [len(b) for b in expected] and sum(len(b) for b in got) >= 18
+    # ONNX Runtime finds 42 people on these 10 keyframes (measured: 2, 2, 5, 4, 6, 5, 5, 4, 5, 4)
+    assert [len(b) for b in got] == [len(b) for b in expected] and sum(len(b) for b in got) >= 40
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-3)
     assert remote.model_version == f"triton:person_detector:{file_digest(resolve_weights(None))[:16]}"

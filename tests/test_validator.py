@@ -14,9 +14,9 @@ from tests.reference_data import write_seed_outputs
 
 
 @pytest.fixture
-def clean(tmp_path: Path, basketball_rawframes: Path) -> DatasetLayout:
+def clean(tmp_path: Path, people_rawframes: Path) -> DatasetLayout:
     return DatasetLayout(
-        write_demo_dataset(tmp_path / "ds", basketball_rawframes, {"train": ["a"], "val": ["b"]})
+        write_demo_dataset(tmp_path / "ds", people_rawframes, {"train": ["a"], "val": ["b"]})
     )
 
 
@@ -126,11 +126,11 @@ def test_proposal_defects(clean: DatasetLayout, fn, code: str) -> None:
     assert code in _codes(clean)
 
 
-def test_missing_rawframe_in_window_and_split_leak(clean: DatasetLayout, basketball_rawframes: Path) -> None:
+def test_missing_rawframe_in_window_and_split_leak(clean: DatasetLayout, people_rawframes: Path) -> None:
     frames = clean.frame_dir("b")
     frames.unlink()
     frames.mkdir()
-    for f in basketball_rawframes.iterdir():
+    for f in people_rawframes.iterdir():
         if f.name != "img_00272.jpg":  # inside the window of second 8 (240..272)
             (frames / f.name).symlink_to(f)
     report = validate_dataset(clean.root)

@@ -48,23 +48,21 @@ def _tick_all(proj: dict, value: str = "1") -> None:
         md["av"]["2"] = value
 
 
-def test_export_writes_project_images_guide_and_zip(basketball_rawframes: Path, tmp_path: Path) -> None:
+def test_export_writes_project_images_guide_and_zip(people_rawframes: Path, tmp_path: Path) -> None:
     import zipfile
 
     kfs = keyframes_for_via(FRAMES, _tracks(), ViaSettings())
     assert all(len(k.boxes) == 2 for k in kfs)  # the 0.3-score box is below the VIA threshold
-    out = export_via(FRAMES, kfs, ACTIONS, basketball_rawframes, tmp_path)
+    out = export_via(FRAMES, kfs, ACTIONS, people_rawframes, tmp_path)
     names = zipfile.ZipFile(out.archive).namelist()
     assert "clip_a/HOW_TO_LABEL.txt" in names and "clip_a/clip_a.via3.json" in names
     assert sorted(n for n in names if n.endswith(".jpg")) == [
         f"clip_a/clip_a_{t:04d}.jpg" for t in range(2, 9)
     ]
     first = out.archive.read_bytes()
-    export_via(FRAMES, kfs, ACTIONS, basketball_rawframes, tmp_path)
+    export_via(FRAMES, kfs, ACTIONS, people_rawframes, tmp_path)
     assert out.archive.read_bytes() == first  # deterministic zip
-    assert (out.folder / "clip_a_0002.jpg").read_bytes() == (
-        basketball_rawframes / "img_00061.jpg"
-    ).read_bytes()
+    assert (out.folder / "clip_a_0002.jpg").read_bytes() == (people_rawframes / "img_00061.jpg").read_bytes()
 
 
 def test_prefilled_boxes_keep_track_ids_and_actions() -> None:
