@@ -2,19 +2,29 @@
 
 Keys are derived from content (``<prefix>/<sha256>[suffix]``), so writing the same bytes twice — e.g. when a
 queue redelivers an item — stores one object, and a reference (bucket, key, digest) pins exact bytes: reads
-verify the digest. S3 errors become ``StorageError`` (bad credentials, missing object...) or
+verify the digest. Large artifacts stream both ways (``put_stream``/``put_file``,
+``get_stream``/``get_file``): an upload of unknown length goes to S3 as a multipart upload under a temporary
+key while its digest is computed, then is copied server-side to its content key; a read yields chunks and
+checks the digest at the end. S3 errors become ``StorageError`` (bad credentials, missing object...) or
 ``StorageUnavailable`` (server unreachable after a bounded number of retries), each naming the object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import re
+import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Protocol
 
+CHUNK = 1 << 20  # read/write granularity of streamed artifacts
+PART_SIZE = 16 << 20  # S3 multipart part: what one streamed upload holds in memory (5 MiB is S3's minimum)
+COPY_LIMIT = 5 << 30  # S3's largest single CopyObject; larger objects are composed from part copies
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,1023}")
 
 
@@ -24,6 +34,14 @@ class StorageError(RuntimeError):
 
 class StorageUnavailable(StorageError):
     """The store did not answer within the bounded retries: retry the work item later."""
+
+
+class UploadTooLarge(StorageError):
+    """A streamed upload crossed its size limit (its partial multipart upload is aborted)."""
+
+    def __init__(self, limit: int, received: int) -> None:
+        super().__init__(f"upload exceeds the size limit of {limit} bytes ({received} bytes received so far)")
+        self.limit, self.received = limit, received
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,49 @@ class ArtifactStore(Protocol):
     def get(self, ref: ArtifactRef) -> bytes: ...
 
     def exists(self, ref: ArtifactRef) -> bool: ...
+
+    def put_stream(
+        self, prefix: str, chunks: Iterable[bytes], suffix: str = "", max_size: int | None = None
+    ) -> ArtifactRef: ...
+
+    def put_file(self, prefix: str, path: str | Path, suffix: str = "") -> ArtifactRef: ...
+
+    def get_stream(self, ref: ArtifactRef) -> Iterator[bytes]: ...
+
+    def get_file(self, ref: ArtifactRef, dest: str | Path) -> Path: ...
+
+    def delete(self, ref: ArtifactRef) -> None: ...
+
+
+class _HashingReader:
+    """A file-like view of an iterator of byte chunks that hashes and counts what it hands out and stops at
+    ``max_size`` (raising ``UploadTooLarge``, which makes the S3 SDK abort the multipart upload)."""
+
+    def __init__(self, chunks: Iterable[bytes], max_size: int | None) -> None:
+        self.chunks = iter(chunks)
+        self.max_size = max_size
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.pending = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while not self.pending:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return b""
+            self.size += len(chunk)
+            if self.max_size is not None and self.size > self.max_size:
+                raise UploadTooLarge(self.max_size, self.size)
+            self.sha.update(chunk)
+            self.pending = bytes(chunk)
+        n = len(self.pending) if n is None or n < 0 else n
+        out, self.pending = self.pending[:n], self.pending[n:]
+        return out
+
+
+def file_digest(path: str | Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _verified(ref: ArtifactRef, data: bytes) -> bytes:
@@ -155,6 +216,113 @@ class S3Store:
             ),
         )
         return ref
+
+    def put_stream(
+        self, prefix: str, chunks: Iterable[bytes], suffix: str = "", max_size: int | None = None
+    ) -> ArtifactRef:
+        """Store chunks as they come (multipart, one part in memory) under their content key.
+
+        The digest is only known at the end, so the bytes go to a temporary key first and are then copied
+        server-side to ``<prefix>/<sha256><suffix>`` (skipped when that content is already stored); the
+        temporary object is always removed. Exceptions of ``chunks`` abort the upload and propagate."""
+        from minio.commonconfig import REPLACE, ComposeSource, CopySource
+
+        tmp = check_key(f"tmp/uploads/{uuid.uuid4().hex}")
+        reader = _HashingReader(chunks, max_size)
+        where = f"{self.bucket}/{prefix}/...{suffix} (streamed)"
+        try:
+            self._call(
+                where,
+                lambda: self.client.put_object(
+                    self.bucket, tmp, reader, -1, part_size=PART_SIZE, num_parallel_uploads=1
+                ),
+            )
+            key = check_key(f"{prefix.strip('/')}/{reader.sha.hexdigest()}{suffix}")
+            ref = ArtifactRef(self.bucket, key, reader.sha.hexdigest(), reader.size)
+            if not self.exists(ref):
+                meta = {"sha256": ref.digest}
+                if ref.size <= COPY_LIMIT:
+                    source = CopySource(self.bucket, tmp)
+                    copy = lambda: self.client.copy_object(  # noqa: E731
+                        self.bucket, key, source, metadata=meta, metadata_directive=REPLACE
+                    )
+                else:
+                    copy = lambda: self.client.compose_object(  # noqa: E731
+                        self.bucket, key, [ComposeSource(self.bucket, tmp)], metadata=meta
+                    )
+                self._call(f"{self.bucket}/{key}", copy)
+            return ref
+        finally:
+            self._remove(tmp)
+
+    def put_file(self, prefix: str, path: str | Path, suffix: str = "") -> ArtifactRef:
+        """A local file under its content key, read twice (digest, then upload) and never held whole."""
+        path = Path(path)
+        digest = file_digest(path)
+        key = check_key(f"{prefix.strip('/')}/{digest}{suffix}")
+        ref = ArtifactRef(self.bucket, key, digest, path.stat().st_size)
+        if not self.exists(ref):
+            with open(path, "rb") as f:
+                self._call(
+                    f"{self.bucket}/{key}",
+                    lambda: self.client.put_object(
+                        self.bucket,
+                        key,
+                        f,
+                        ref.size,
+                        metadata={"sha256": digest},
+                        part_size=PART_SIZE,
+                        num_parallel_uploads=1,
+                    ),
+                )
+        return ref
+
+    def _remove(self, key: str) -> None:
+        with contextlib.suppress(StorageError):  # best effort: a leftover temporary object is only space
+            self._call(f"{self.bucket}/{key}", lambda: self.client.remove_object(self.bucket, key))
+
+    def delete(self, ref: ArtifactRef) -> None:
+        ref = self._checked(ref)
+        self._call(f"{ref.bucket}/{ref.key}", lambda: self.client.remove_object(ref.bucket, ref.key))
+
+    def get_stream(self, ref: ArtifactRef) -> Iterator[bytes]:
+        """The artifact in chunks of up to ``CHUNK`` bytes; the digest is checked when the last one is read
+        (a mismatch raises there: write to a temporary file and keep it only when the stream ends cleanly)."""
+        from minio.error import S3Error
+        from urllib3.exceptions import HTTPError
+
+        ref = self._checked(ref)
+        where = f"{ref.bucket}/{ref.key}"
+        resp = self._call(where, lambda: self.client.get_object(ref.bucket, ref.key))
+        sha, size = hashlib.sha256(), 0
+        try:
+            for chunk in resp.stream(CHUNK):
+                sha.update(chunk)
+                size += len(chunk)
+                yield chunk
+        except (S3Error, HTTPError, OSError) as exc:
+            raise StorageUnavailable(f"{where}: read interrupted ({type(exc).__name__})") from None
+        finally:
+            resp.close()
+            resp.release_conn()
+        if sha.hexdigest() != ref.digest or size != ref.size:
+            raise StorageError(
+                f"{where}: content digest {sha.hexdigest()[:12]} ({size} bytes) != reference "
+                f"{ref.digest[:12]} ({ref.size} bytes)"
+            )
+
+    def get_file(self, ref: ArtifactRef, dest: str | Path) -> Path:
+        """The artifact streamed into ``dest`` (through ``.<name>.partial``: a failed read leaves nothing)."""
+        dest = Path(dest)
+        tmp = dest.with_name(f".{dest.name}.partial")
+        try:
+            with open(tmp, "wb") as f:
+                for chunk in self.get_stream(ref):
+                    f.write(chunk)
+            tmp.replace(dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
 
     def _checked(self, ref: ArtifactRef) -> ArtifactRef:
         """References come from requests: only this store's bucket and well-formed keys are served."""
