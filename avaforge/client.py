@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -18,6 +19,21 @@ from avaforge.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 CHUNK = 1 << 20
 log = logging.getLogger("avaforge.client")
+
+
+Suggestions = dict[tuple[int, int], tuple[int, ...]]
+
+
+def read_suggestions(path: str | Path) -> Suggestions:
+    """An autolabel suggestions file (``<clip>.suggestions.json``, written next to its project)."""
+    return {(t, p): tuple(a) for t, p, a in json.loads(Path(path).read_text())}
+
+
+def suggestions_beside(project: str | Path) -> Path | None:
+    """``autolabel/<clip>.suggestions.json`` for ``autolabel/<clip>.via3.json``, if it exists."""
+    project = Path(project)
+    found = project.with_name(project.name.removesuffix(".via3.json") + ".suggestions.json")
+    return found if project.name.endswith(".via3.json") and found.exists() else None
 
 
 class GatewayClient:
@@ -101,11 +117,15 @@ class GatewayClient:
         )
         return self._download(chunks, Path(dest))
 
-    def upload_finished(self, job_id: str, project: str | Path) -> common_pb2.Job:
-        return self.stub.UploadFinishedProject(
-            gateway_pb2.UploadFinishedProjectRequest(job_id=job_id, project=Path(project).read_bytes()),
-            timeout=self.timeout_s,
-        )
+    def upload_finished(
+        self, job_id: str, project: str | Path, suggestions: Suggestions | None = None
+    ) -> common_pb2.Job:
+        """A finished VIA project; ``suggestions`` (autolabel's ticks it started from, e.g.
+        ``read_suggestions``) make labels equal to them count as machine-made, as in the embedded run."""
+        request = gateway_pb2.UploadFinishedProjectRequest(job_id=job_id, project=Path(project).read_bytes())
+        for (second, person), acts in sorted((suggestions or {}).items()):
+            request.suggestions.add(second=second, person_id=person, action_ids=list(acts))
+        return self.stub.UploadFinishedProject(request, timeout=self.timeout_s)
 
     def build(self, job_id: str) -> common_pb2.Job:
         return self.stub.BuildDataset(gateway_pb2.GetJobRequest(job_id=job_id), timeout=self.timeout_s)

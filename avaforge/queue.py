@@ -22,6 +22,7 @@ import nats
 from nats.js import api
 from nats.js.errors import NotFoundError
 
+from avaforge import retention
 from avaforge.formats.errors import FormatError
 
 log = logging.getLogger("avaforge.queue")
@@ -96,6 +97,11 @@ class WorkQueue:
             self.jobs = await self.js.key_value(JOBS_BUCKET)
         except NotFoundError:
             self.jobs = await self.js.create_key_value(api.KeyValueConfig(bucket=JOBS_BUCKET, history=5))
+        keep = retention.Retention.from_env()  # retention limits: deployment settings, applied at each start
+        await retention.apply(self.js, f"KV_{JOBS_BUCKET}", max_age=keep.jobs_max_age_s or None)
+        await retention.apply(
+            self.js, DEAD_STREAM, max_age=keep.dead_max_age_s or None, max_msgs=keep.dead_max_msgs or -1
+        )
 
     async def close(self) -> None:
         await self.nc.drain()

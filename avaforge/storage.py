@@ -3,10 +3,11 @@
 Keys are derived from content (``<prefix>/<sha256>[suffix]``), so writing the same bytes twice — e.g. when a
 queue redelivers an item — stores one object, and a reference (bucket, key, digest) pins exact bytes: reads
 verify the digest. Large artifacts stream both ways (``put_stream``/``put_file``,
-``get_stream``/``get_file``): an upload of unknown length goes to S3 as a multipart upload under a temporary
-key while its digest is computed, then is copied server-side to its content key; a read yields chunks and
-checks the digest at the end. S3 errors become ``StorageError`` (bad credentials, missing object...) or
-``StorageUnavailable`` (server unreachable after a bounded number of retries), each naming the object.
+``get_stream``/``get_file``): an upload of unknown length goes to S3 as a multipart upload under a unique
+key while its digest is computed, then (up to ``copy_max``) is copied server-side to its content key; a read
+yields chunks and checks the digest at the end. S3 errors become ``StorageError`` (bad credentials, missing
+object...) or ``StorageUnavailable`` (server unreachable after a bounded number of retries), each naming
+the object.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Protocol
 
 CHUNK = 1 << 20  # read/write granularity of streamed artifacts
 PART_SIZE = 16 << 20  # S3 multipart part: what one streamed upload holds in memory (5 MiB is S3's minimum)
-COPY_LIMIT = 5 << 30  # S3's largest single CopyObject; larger objects are composed from part copies
+COPY_MAX = 256 << 20  # streamed uploads up to this size move to their content key by a server-side copy
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,1023}")
 
 
@@ -141,6 +142,7 @@ class S3Store:
         secure: bool = False,
         retries: int = 3,
         timeout_s: float = 5.0,
+        copy_max: int = COPY_MAX,
     ) -> None:
         import urllib3
         from minio import Minio
@@ -155,6 +157,7 @@ class S3Store:
         )
         self.endpoint = endpoint
         self.bucket = bucket
+        self.copy_max = copy_max
         self.client = Minio(
             endpoint, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http
         )
@@ -220,40 +223,44 @@ class S3Store:
     def put_stream(
         self, prefix: str, chunks: Iterable[bytes], suffix: str = "", max_size: int | None = None
     ) -> ArtifactRef:
-        """Store chunks as they come (multipart, one part in memory) under their content key.
+        """Store chunks as they come (multipart, one part in memory); the reference pins their digest.
 
-        The digest is only known at the end, so the bytes go to a temporary key first and are then copied
-        server-side to ``<prefix>/<sha256><suffix>`` (skipped when that content is already stored); the
-        temporary object is always removed. Exceptions of ``chunks`` abort the upload and propagate."""
-        from minio.commonconfig import REPLACE, ComposeSource, CopySource
+        The digest is only known at the end, so the bytes go to ``<prefix>/streamed/<uuid><suffix>`` first.
+        Then: content already stored -> the streamed copy is dropped and the content key returned (dedup);
+        up to ``copy_max`` bytes -> copied server-side to ``<prefix>/<sha256><suffix>``; larger -> kept where
+        it is (a server-side copy of gigabytes takes minutes on some S3 servers), still verified by its
+        digest on every read. Exceptions of ``chunks`` (or a crossed ``max_size``) abort the upload: nothing
+        stays."""
+        from minio.commonconfig import REPLACE, CopySource
 
-        tmp = check_key(f"tmp/uploads/{uuid.uuid4().hex}")
+        streamed = check_key(f"{prefix.strip('/')}/streamed/{uuid.uuid4().hex}{suffix}")
         reader = _HashingReader(chunks, max_size)
-        where = f"{self.bucket}/{prefix}/...{suffix} (streamed)"
         try:
             self._call(
-                where,
+                f"{self.bucket}/{streamed}",
                 lambda: self.client.put_object(
-                    self.bucket, tmp, reader, -1, part_size=PART_SIZE, num_parallel_uploads=1
+                    self.bucket, streamed, reader, -1, part_size=PART_SIZE, num_parallel_uploads=1
                 ),
             )
-            key = check_key(f"{prefix.strip('/')}/{reader.sha.hexdigest()}{suffix}")
-            ref = ArtifactRef(self.bucket, key, reader.sha.hexdigest(), reader.size)
+            digest = reader.sha.hexdigest()
+            ref = ArtifactRef(
+                self.bucket, check_key(f"{prefix.strip('/')}/{digest}{suffix}"), digest, reader.size
+            )
             if not self.exists(ref):
-                meta = {"sha256": ref.digest}
-                if ref.size <= COPY_LIMIT:
-                    source = CopySource(self.bucket, tmp)
-                    copy = lambda: self.client.copy_object(  # noqa: E731
-                        self.bucket, key, source, metadata=meta, metadata_directive=REPLACE
-                    )
-                else:
-                    copy = lambda: self.client.compose_object(  # noqa: E731
-                        self.bucket, key, [ComposeSource(self.bucket, tmp)], metadata=meta
-                    )
-                self._call(f"{self.bucket}/{key}", copy)
-            return ref
-        finally:
-            self._remove(tmp)
+                if ref.size > self.copy_max:
+                    return ArtifactRef(self.bucket, streamed, digest, reader.size)
+                source = CopySource(self.bucket, streamed)
+                self._call(
+                    f"{self.bucket}/{ref.key}",
+                    lambda: self.client.copy_object(
+                        self.bucket, ref.key, source, metadata={"sha256": digest}, metadata_directive=REPLACE
+                    ),
+                )
+        except BaseException:
+            self._remove(streamed)
+            raise
+        self._remove(streamed)
+        return ref
 
     def put_file(self, prefix: str, path: str | Path, suffix: str = "") -> ArtifactRef:
         """A local file under its content key, read twice (digest, then upload) and never held whole."""

@@ -50,8 +50,12 @@ def digest_of(chunks: Iterator[bytes]) -> tuple[str, int]:
 
 
 def leftovers(store: S3Store) -> tuple[list[str], list[str]]:
-    """Objects under the temporary prefix, and multipart uploads not completed nor aborted."""
-    objects = [o.object_name for o in store.client.list_objects(store.bucket, "tmp/", recursive=True)]
+    """Streamed objects left under their upload keys, and multipart uploads not completed nor aborted."""
+    objects = [
+        o.object_name
+        for o in store.client.list_objects(store.bucket, recursive=True)
+        if "/streamed/" in o.object_name
+    ]
     uploads = store.client._list_multipart_uploads(store.bucket).uploads  # no public call lists them
     return objects, [u.object_name for u in uploads]
 
@@ -76,6 +80,13 @@ def test_put_stream_is_content_addressed_and_reads_back_verified(s3, tmp_path: P
     assert not (tmp_path / "w.mp4").exists() and not (tmp_path / ".w.mp4.partial").exists()
     store.delete(ref)
     assert not store.exists(ref)
+    # past copy_max the bytes stay under their upload key; the reference still pins and checks them
+    big = S3Store(store.endpoint, CREDS.access_key, CREDS.secret_key, store.bucket, copy_max=PART_SIZE)
+    kept = big.put_stream("videos", random_chunks(total, seed=1), ".mp4")
+    assert "/streamed/" in kept.key and (kept.digest, kept.size) == (digest, size)
+    assert digest_of(big.get_stream(kept)) == (digest, size)
+    big.delete(kept)
+    assert leftovers(store) == ([], [])
 
 
 def test_oversize_stream_is_aborted_when_it_crosses_the_limit(s3) -> None:
@@ -243,3 +254,30 @@ def test_two_gigabytes_up_and_down_through_the_gateway_under_300_mb(s3, nats, tm
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_video_duration_and_resolution_limits_are_checked_before_cutting(
+    s3, videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from avaforge.formats.errors import FormatError
+    from avaforge.settings import PipelineSettings
+    from services.common.artifacts import LocalCache
+    from services.ingest.handlers import plan
+
+    _, store = s3
+    name = "handshake_2p_1080p_2.6s.mp4"  # 1920x1080, 2.6 s (its name says so; ffprobe agrees)
+    ref = store.put_file("videos", videos / name, ".mp4")
+    cache = LocalCache(store, tmp_path / "cache")
+    assert len(plan(cache, ref, name, PipelineSettings())) == 1  # the defaults accept it
+    monkeypatch.setenv("AVAFORGE_MAX_VIDEO_DURATION_S", "2")
+    with pytest.raises(
+        FormatError, match=r"duration 2\.\d s exceeds the limit AVAFORGE_MAX_VIDEO_DURATION_S=2 s"
+    ):
+        plan(cache, ref, name, PipelineSettings())
+    monkeypatch.delenv("AVAFORGE_MAX_VIDEO_DURATION_S")
+    monkeypatch.setenv("AVAFORGE_MAX_VIDEO_HEIGHT", "720")
+    with pytest.raises(
+        FormatError, match="resolution 1920x1080 exceeds the limit AVAFORGE_MAX_VIDEO_HEIGHT=720"
+    ):
+        plan(cache, ref, name, PipelineSettings())
+    assert not list((tmp_path / "cache").rglob("*.partial"))

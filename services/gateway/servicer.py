@@ -249,6 +249,8 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                 "clip_id": clip_id,
                 "finished": ref.to_dict(),
                 "name": f"{clip_id} (uploaded)",
+                # autolabel's ticks the project started from: equal labels are machine-made (provenance)
+                "suggestions": [[x.second, x.person_id, sorted(x.action_ids)] for x in request.suggestions],
                 "settings": spec["settings"],
                 "actions": spec["actions"],
             },
