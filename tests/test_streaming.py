@@ -254,6 +254,8 @@ def test_two_gigabytes_up_and_down_through_the_gateway_under_300_mb(s3, nats, tm
     finally:
         proc.terminate()
         proc.wait(30)
+        for obj in store.client.list_objects(store.bucket, "videos/", recursive=True):  # never leave 2 GB
+            store.client.remove_object(store.bucket, obj.object_name)
 
 
 def test_video_duration_and_resolution_limits_are_checked_before_cutting(
