@@ -165,7 +165,9 @@ def _add_remote_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--actions", required=True)
     q.add_argument("--settings")
     q.add_argument("--watch", action="store_true", help="follow progress until the VIA projects are ready")
-    rs.add_parser("jobs", help="list jobs")
+    rs.add_parser("jobs", help="list jobs: id, owner, age, state, progress")
+    q = rs.add_parser("delete", help="delete a job: its facts and the artifacts no other job shares")
+    q.add_argument("job")
     for name, text in (("watch", "follow a job's progress"), ("build", "build the dataset and follow it")):
         rs.add_parser(name, help=text).add_argument("job")
     q = rs.add_parser("via", help="download the job's VIA zips")
@@ -174,6 +176,11 @@ def _add_remote_parser(sub: argparse._SubParsersAction) -> None:
     q = rs.add_parser("upload", help="upload finished VIA projects")
     q.add_argument("job")
     q.add_argument("files", nargs="+")
+    q.add_argument(
+        "--suggestions",
+        help="folder of autolabel's <clip>.suggestions.json (default: beside each <clip>.via3.json): labels "
+        "equal to them are recorded as machine-made",
+    )
     q = rs.add_parser("dataset", help="download the built dataset")
     q.add_argument("job")
     q.add_argument("--out", required=True)

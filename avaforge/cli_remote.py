@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from avaforge.v1 import common_pb2
@@ -28,6 +29,27 @@ def _line(job: common_pb2.Job) -> str:
     )
     error = f"  error: {job.error.stage}: {job.error.where}: {job.error.message}" if job.error.message else ""
     return f"{job.job_id} {STATE[job.state]:<16} {progress}{error}"
+
+
+def _age(seconds: float) -> str:
+    """Like kubectl: 45s, 12m, 5h, 3d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{max(0, int(seconds))}s"
+
+
+def _suggestions_for(project: str, folder: str | None):  # type: ignore[no-untyped-def]
+    """Autolabel's suggestions for the project's clip: from ``folder`` or beside the project file."""
+    from avaforge.client import read_suggestions, suggestions_beside
+    from avaforge.formats.errors import read_bytes
+    from avaforge.stages.via_import import project_clip_id
+
+    if folder:
+        path = Path(folder) / f"{project_clip_id(read_bytes(project), project)}.suggestions.json"
+        return read_suggestions(path) if path.exists() else None
+    beside = suggestions_beside(project)
+    return read_suggestions(beside) if beside else None
 
 
 def _watch(client, job_id: str, until: set[int]) -> int:  # type: ignore[no-untyped-def]
@@ -59,10 +81,18 @@ def cmd(args: argparse.Namespace) -> int:
                 client, args.job, {common_pb2.JOB_STATE_AWAITING_LABELS, common_pb2.JOB_STATE_SUCCEEDED}
             )
         if args.remote == "jobs":
-            from avaforge.v1 import gateway_pb2
-
-            for job in client.stub.ListJobs(gateway_pb2.ListJobsRequest()).jobs:
-                print(_line(job))
+            now = time.time()
+            print(f"{'JOB':<12} {'OWNER':<16} {'AGE':>6} {'STATE':<16} PROGRESS")
+            for job in client.jobs():
+                age = _age(now - job.created) if job.created else "-"
+                print(f"{job.job_id:<12} {job.owner or '-':<16} {age:>6} {_line(job)[len(job.job_id) + 1 :]}")
+            return 0
+        if args.remote == "delete":
+            done = client.delete(args.job)
+            print(
+                f"deleted job {done.job_id}: {done.facts_deleted} facts, {done.artifacts_deleted} artifacts "
+                f"({done.artifacts_shared} kept: shared with other jobs)"
+            )
             return 0
         if args.remote == "via":
             out = Path(args.out)
@@ -72,7 +102,7 @@ def cmd(args: argparse.Namespace) -> int:
             return 0
         if args.remote == "upload":
             for path in args.files:
-                job = client.upload_finished(args.job, path)
+                job = client.upload_finished(args.job, path, _suggestions_for(path, args.suggestions))
             print(_line(job))
             return 0
         if args.remote == "build":

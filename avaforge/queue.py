@@ -20,8 +20,9 @@ from typing import Any
 
 import nats
 from nats.js import api
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
+from avaforge import retention
 from avaforge.formats.errors import FormatError
 
 log = logging.getLogger("avaforge.queue")
@@ -89,13 +90,21 @@ class WorkQueue:
                 duplicate_window=300.0,
             )
         )
-        await self.js.add_stream(
-            api.StreamConfig(name=DEAD_STREAM, subjects=["avaforge.dead.>"], storage=api.StorageType.FILE)
-        )
+        keep = retention.Retention.from_env()  # retention limits: deployment settings, applied at each start
+        dead = {"max_age": keep.dead_max_age_s or None, "max_msgs": keep.dead_max_msgs or -1}
+        try:
+            await self.js.add_stream(
+                api.StreamConfig(
+                    name=DEAD_STREAM, subjects=["avaforge.dead.>"], storage=api.StorageType.FILE, **dead
+                )
+            )
+        except BadRequestError:  # it exists with other limits: set this start's
+            await retention.apply(self.js, DEAD_STREAM, **dead)
         try:
             self.jobs = await self.js.key_value(JOBS_BUCKET)
         except NotFoundError:
             self.jobs = await self.js.create_key_value(api.KeyValueConfig(bucket=JOBS_BUCKET, history=5))
+        await retention.apply(self.js, f"KV_{JOBS_BUCKET}", max_age=keep.jobs_max_age_s or None)
 
     async def close(self) -> None:
         await self.nc.drain()

@@ -2,19 +2,30 @@
 
 Keys are derived from content (``<prefix>/<sha256>[suffix]``), so writing the same bytes twice — e.g. when a
 queue redelivers an item — stores one object, and a reference (bucket, key, digest) pins exact bytes: reads
-verify the digest. S3 errors become ``StorageError`` (bad credentials, missing object...) or
-``StorageUnavailable`` (server unreachable after a bounded number of retries), each naming the object.
+verify the digest. Large artifacts stream both ways (``put_stream``/``put_file``,
+``get_stream``/``get_file``): an upload of unknown length goes to S3 as a multipart upload under a unique
+key while its digest is computed, then (up to ``copy_max``) is copied server-side to its content key; a read
+yields chunks and checks the digest at the end. S3 errors become ``StorageError`` (bad credentials, missing
+object...) or ``StorageUnavailable`` (server unreachable after a bounded number of retries), each naming
+the object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import re
+import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Protocol
 
+CHUNK = 1 << 20  # read/write granularity of streamed artifacts
+PART_SIZE = 16 << 20  # S3 multipart part: what one streamed upload holds in memory (5 MiB is S3's minimum)
+COPY_MAX = 256 << 20  # streamed uploads up to this size move to their content key by a server-side copy
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,1023}")
 
 
@@ -24,6 +35,14 @@ class StorageError(RuntimeError):
 
 class StorageUnavailable(StorageError):
     """The store did not answer within the bounded retries: retry the work item later."""
+
+
+class UploadTooLarge(StorageError):
+    """A streamed upload crossed its size limit (its partial multipart upload is aborted)."""
+
+    def __init__(self, limit: int, received: int) -> None:
+        super().__init__(f"upload exceeds the size limit of {limit} bytes ({received} bytes received so far)")
+        self.limit, self.received = limit, received
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,49 @@ class ArtifactStore(Protocol):
 
     def exists(self, ref: ArtifactRef) -> bool: ...
 
+    def put_stream(
+        self, prefix: str, chunks: Iterable[bytes], suffix: str = "", max_size: int | None = None
+    ) -> ArtifactRef: ...
+
+    def put_file(self, prefix: str, path: str | Path, suffix: str = "") -> ArtifactRef: ...
+
+    def get_stream(self, ref: ArtifactRef) -> Iterator[bytes]: ...
+
+    def get_file(self, ref: ArtifactRef, dest: str | Path) -> Path: ...
+
+    def delete(self, ref: ArtifactRef) -> None: ...
+
+
+class _HashingReader:
+    """A file-like view of an iterator of byte chunks that hashes and counts what it hands out and stops at
+    ``max_size`` (raising ``UploadTooLarge``, which makes the S3 SDK abort the multipart upload)."""
+
+    def __init__(self, chunks: Iterable[bytes], max_size: int | None) -> None:
+        self.chunks = iter(chunks)
+        self.max_size = max_size
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.pending = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while not self.pending:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return b""
+            self.size += len(chunk)
+            if self.max_size is not None and self.size > self.max_size:
+                raise UploadTooLarge(self.max_size, self.size)
+            self.sha.update(chunk)
+            self.pending = bytes(chunk)
+        n = len(self.pending) if n is None or n < 0 else n
+        out, self.pending = self.pending[:n], self.pending[n:]
+        return out
+
+
+def file_digest(path: str | Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
 
 def _verified(ref: ArtifactRef, data: bytes) -> bytes:
     digest = hashlib.sha256(data).hexdigest()
@@ -80,6 +142,7 @@ class S3Store:
         secure: bool = False,
         retries: int = 3,
         timeout_s: float = 5.0,
+        copy_max: int = COPY_MAX,
     ) -> None:
         import urllib3
         from minio import Minio
@@ -94,6 +157,7 @@ class S3Store:
         )
         self.endpoint = endpoint
         self.bucket = bucket
+        self.copy_max = copy_max
         self.client = Minio(
             endpoint, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http
         )
@@ -155,6 +219,117 @@ class S3Store:
             ),
         )
         return ref
+
+    def put_stream(
+        self, prefix: str, chunks: Iterable[bytes], suffix: str = "", max_size: int | None = None
+    ) -> ArtifactRef:
+        """Store chunks as they come (multipart, one part in memory); the reference pins their digest.
+
+        The digest is only known at the end, so the bytes go to ``<prefix>/streamed/<uuid><suffix>`` first.
+        Then: content already stored -> the streamed copy is dropped and the content key returned (dedup);
+        up to ``copy_max`` bytes -> copied server-side to ``<prefix>/<sha256><suffix>``; larger -> kept where
+        it is (a server-side copy of gigabytes takes minutes on some S3 servers), still verified by its
+        digest on every read. Exceptions of ``chunks`` (or a crossed ``max_size``) abort the upload: nothing
+        stays."""
+        from minio.commonconfig import REPLACE, CopySource
+
+        streamed = check_key(f"{prefix.strip('/')}/streamed/{uuid.uuid4().hex}{suffix}")
+        reader = _HashingReader(chunks, max_size)
+        try:
+            self._call(
+                f"{self.bucket}/{streamed}",
+                lambda: self.client.put_object(
+                    self.bucket, streamed, reader, -1, part_size=PART_SIZE, num_parallel_uploads=1
+                ),
+            )
+            digest = reader.sha.hexdigest()
+            ref = ArtifactRef(
+                self.bucket, check_key(f"{prefix.strip('/')}/{digest}{suffix}"), digest, reader.size
+            )
+            if not self.exists(ref):
+                if ref.size > self.copy_max:
+                    return ArtifactRef(self.bucket, streamed, digest, reader.size)
+                source = CopySource(self.bucket, streamed)
+                self._call(
+                    f"{self.bucket}/{ref.key}",
+                    lambda: self.client.copy_object(
+                        self.bucket, ref.key, source, metadata={"sha256": digest}, metadata_directive=REPLACE
+                    ),
+                )
+        except BaseException:
+            self._remove(streamed)
+            raise
+        self._remove(streamed)
+        return ref
+
+    def put_file(self, prefix: str, path: str | Path, suffix: str = "") -> ArtifactRef:
+        """A local file under its content key, read twice (digest, then upload) and never held whole."""
+        path = Path(path)
+        digest = file_digest(path)
+        key = check_key(f"{prefix.strip('/')}/{digest}{suffix}")
+        ref = ArtifactRef(self.bucket, key, digest, path.stat().st_size)
+        if not self.exists(ref):
+            with open(path, "rb") as f:
+                self._call(
+                    f"{self.bucket}/{key}",
+                    lambda: self.client.put_object(
+                        self.bucket,
+                        key,
+                        f,
+                        ref.size,
+                        metadata={"sha256": digest},
+                        part_size=PART_SIZE,
+                        num_parallel_uploads=1,
+                    ),
+                )
+        return ref
+
+    def _remove(self, key: str) -> None:
+        with contextlib.suppress(StorageError):  # best effort: a leftover temporary object is only space
+            self._call(f"{self.bucket}/{key}", lambda: self.client.remove_object(self.bucket, key))
+
+    def delete(self, ref: ArtifactRef) -> None:
+        ref = self._checked(ref)
+        self._call(f"{ref.bucket}/{ref.key}", lambda: self.client.remove_object(ref.bucket, ref.key))
+
+    def get_stream(self, ref: ArtifactRef) -> Iterator[bytes]:
+        """The artifact in chunks of up to ``CHUNK`` bytes; the digest is checked when the last one is read
+        (a mismatch raises there: write to a temporary file and keep it only when the stream ends cleanly)."""
+        from minio.error import S3Error
+        from urllib3.exceptions import HTTPError
+
+        ref = self._checked(ref)
+        where = f"{ref.bucket}/{ref.key}"
+        resp = self._call(where, lambda: self.client.get_object(ref.bucket, ref.key))
+        sha, size = hashlib.sha256(), 0
+        try:
+            for chunk in resp.stream(CHUNK):
+                sha.update(chunk)
+                size += len(chunk)
+                yield chunk
+        except (S3Error, HTTPError, OSError) as exc:
+            raise StorageUnavailable(f"{where}: read interrupted ({type(exc).__name__})") from None
+        finally:
+            resp.close()
+            resp.release_conn()
+        if sha.hexdigest() != ref.digest or size != ref.size:
+            raise StorageError(
+                f"{where}: content digest {sha.hexdigest()[:12]} ({size} bytes) != reference "
+                f"{ref.digest[:12]} ({ref.size} bytes)"
+            )
+
+    def get_file(self, ref: ArtifactRef, dest: str | Path) -> Path:
+        """The artifact streamed into ``dest`` (through ``.<name>.partial``: a failed read leaves nothing)."""
+        dest = Path(dest)
+        tmp = dest.with_name(f".{dest.name}.partial")
+        try:
+            with open(tmp, "wb") as f:
+                for chunk in self.get_stream(ref):
+                    f.write(chunk)
+            tmp.replace(dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
 
     def _checked(self, ref: ArtifactRef) -> ArtifactRef:
         """References come from requests: only this store's bucket and well-formed keys are served."""

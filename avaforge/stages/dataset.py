@@ -1,7 +1,8 @@
 """Dataset: write every AVA file for mmaction2 from the labelled clips, split train/val by video, validate.
 
 The dataset is assembled in a temporary folder next to ``out`` and only replaces ``out`` after the validator
-passes, so a failed build never damages a good dataset (the rejected one is kept as ``<out>.rejected``).
+passes, so a failed build never damages a good dataset (the rejected one is kept as ``<out>.rejected``); the
+replacement is one atomic exchange (``swap_in``): the old dataset stays whole until the new one is complete.
 Train and val are split by source video with a seeded shuffle; the seed's "val = train" is impossible. With
 a single source video the split falls back to clips (reported: val then comes from the same video).
 Person ids are renumbered per clip (= AVA video) contiguously from 0 in order of appearance.
@@ -159,11 +160,38 @@ def build_dataset(
             + "\n".join(str(p) for p in report.errors[:20]),
             str(out),
         )
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    swap_in(tmp, out)
     report.dataset = str(out)
     return BuildResult(out, report, summary)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def swap_in(new: Path, out: Path) -> None:
+    """Replace the folder ``out`` with the complete folder ``new``: readers see the old dataset or the new
+    one, never none (an atomic exchange, then the old one is removed from its new place). Without
+    RENAME_EXCHANGE, the old is renamed aside first: ``out`` is missing only between two renames."""
+    if not out.exists():
+        os.replace(new, out)
+        return
+    if not _exchange(new, out):
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(new, out)
+        new = old
+    shutil.rmtree(new)  # now the old dataset
 
 
 def _link_tree(src: Path, dst: Path) -> None:

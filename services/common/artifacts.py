@@ -28,7 +28,5 @@ class LocalCache:
         target = self.root / "files" / f"{ref.digest}{suffix}"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.partial")
-            tmp.write_bytes(self.store.get(ref))
-            tmp.replace(target)
+            self.store.get_file(ref, target)  # streamed (a source video may be gigabytes), verified
         return target

@@ -1,19 +1,19 @@
 """``python -m services.gateway``: the gateway, the only service reachable from outside the cluster.
 
-Environment: AVAFORGE_NATS_URL, AVAFORGE_S3_*, AVAFORGE_GRPC_PORT (50050), AVAFORGE_MAX_UPLOAD_MB (2048),
+Environment: AVAFORGE_NATS_URL, AVAFORGE_S3_*, AVAFORGE_GRPC_PORT (50050),
+AVAFORGE_MAX_UPLOAD_MB (2048, with the other video limits in ``services/common/limits.py``),
 AVAFORGE_S3_CREATE_BUCKET (1: create the bucket at start, waiting up to AVAFORGE_S3_WAIT_S for the S3 server),
 and the runtime's (``services/common/runtime.py``).
 """
 
 from __future__ import annotations
 
-import os
-
 import grpc
 
 from avaforge.queue import WorkQueue
 from avaforge.storage import ArtifactStore
 from avaforge.v1 import gateway_pb2, gateway_pb2_grpc
+from services.common.limits import VideoLimits
 from services.common.process import Deps, main
 from services.common.runtime import Registration, serve
 from services.gateway.servicer import Gateway
@@ -27,9 +27,7 @@ def registrations(queue: WorkQueue, store: ArtifactStore, max_upload_mb: float) 
 
 
 async def api(deps: Deps) -> list[Registration]:
-    return registrations(
-        await deps.queue(), deps.store, float(os.environ.get("AVAFORGE_MAX_UPLOAD_MB", "2048"))
-    )
+    return registrations(await deps.queue(), deps.store, VideoLimits.from_env().max_upload_mb)
 
 
 async def start(

@@ -3,6 +3,8 @@ back from the job's KV facts (so it can restart without losing jobs)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import time
 import uuid
@@ -27,6 +29,8 @@ from avaforge.storage import ArtifactRef, ArtifactStore, StorageError
 from avaforge.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from services.common import jobs
 from services.common.convert import ref_from_proto, ref_to_proto
+from services.gateway import lifecycle
+from services.gateway.streams import ChunkFeed, iterate_in_thread
 
 CHUNK = 1 << 20
 _FILENAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,200}")
@@ -42,21 +46,48 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         await context.abort(code, message)
 
     async def UploadVideo(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        name, parts, size = "", [], 0
-        async for chunk in request_iterator:
-            name = name or chunk.filename
-            size += len(chunk.data)
-            if size > self.max_upload:
-                await self._abort(
-                    context,
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"upload exceeds {self.max_upload // (1024 * 1024)} MiB",
-                )
-            parts.append(chunk.data)
+        """Streamed to S3 as it arrives: the name is checked on the first chunk, and an upload that crosses
+        the size limit is refused at once (its partial multipart upload aborted)."""
+        chunks = aiter(request_iterator)
+        first = await anext(chunks, None)
+        name = first.filename if first is not None else ""
         if not _FILENAME.fullmatch(name) or ".." in name:
             await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid video file name {name!r}")
         suffix = "." + name.rsplit(".", 1)[1][:8] if "." in name else ""
-        return ref_to_proto(self.store.put("videos", b"".join(parts), suffix.lower()))
+        feed = ChunkFeed()
+        stored = asyncio.ensure_future(
+            asyncio.to_thread(self.store.put_stream, "videos", feed.chunks(), suffix.lower(), self.max_upload)
+        )
+        size, too_large = 0, False
+        try:
+            chunk = first
+            while chunk is not None:
+                size += len(chunk.data)
+                if size > self.max_upload:
+                    too_large = True
+                    break
+                if not await feed.put(chunk.data, stored):
+                    break  # storing failed: its error is raised below
+                chunk = await anext(chunks, None)
+            if too_large:
+                feed.abort()
+            else:
+                await feed.end(stored)
+            ref = await stored
+        except BaseException:  # client gone, cancelled, S3 error: nothing stays behind in S3
+            feed.abort()
+            with contextlib.suppress(BaseException):
+                await stored
+            if not too_large:
+                raise
+        if too_large:
+            await self._abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"video {name!r} exceeds the upload size limit AVAFORGE_MAX_UPLOAD_MB="
+                f"{self.max_upload / (1 << 20):g} MiB ({size} bytes received so far)",
+            )
+        return ref_to_proto(ref)
 
     async def SubmitJob(self, request, context):  # type: ignore[no-untyped-def]
         if not request.videos or len(request.videos) != len(request.filenames):
@@ -105,7 +136,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         """The job as its facts show it: progress per stage of ``avaforge.pipeline``, then its state."""
         spec = await jobs.get(self.queue, job_id) or {}
         facts = await jobs.keys(self.queue, f"{job_id}.")
-        job = common_pb2.Job(job_id=job_id)
+        job = common_pb2.Job(job_id=job_id, owner=spec.get("owner", ""), created=spec.get("created", 0.0))
         if spec:
             job.settings.CopyFrom(settings_to_proto(PipelineSettings.from_dict(spec["settings"])))
             job.actions.CopyFrom(actions_to_proto(ActionList.from_obj(spec["actions"])))
@@ -179,9 +210,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.ListJobsResponse(jobs=[await self._job(s["job_id"]) for s in ordered])
 
     async def _stream(self, ref: dict[str, Any]) -> AsyncIterator[gateway_pb2.DataChunk]:
-        data = self.store.get(ArtifactRef(**ref))
-        for i in range(0, len(data), CHUNK):
-            yield gateway_pb2.DataChunk(data=data[i : i + CHUNK])
+        """An artifact from S3 chunk by chunk (never whole in memory); its digest is checked at the end."""
+        artifact = ArtifactRef(**ref)
+        async for data in iterate_in_thread(lambda: self.store.get_stream(artifact)):
+            yield gateway_pb2.DataChunk(data=data)
 
     async def DownloadViaArchive(self, request, context):  # type: ignore[no-untyped-def]
         await self._spec(request.job_id, context)
@@ -217,6 +249,8 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                 "clip_id": clip_id,
                 "finished": ref.to_dict(),
                 "name": f"{clip_id} (uploaded)",
+                # autolabel's ticks the project started from: equal labels are machine-made (provenance)
+                "suggestions": [[x.second, x.person_id, sorted(x.action_ids)] for x in request.suggestions],
                 "settings": spec["settings"],
                 "actions": spec["actions"],
             },
@@ -245,3 +279,21 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             await self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, "the dataset is not built yet")
         async for chunk in self._stream(ds["dataset"]):  # type: ignore[index]
             yield chunk
+
+    async def DeleteJob(self, request, context):  # type: ignore[no-untyped-def]
+        """A job that is not running: its facts and the artifacts no other job references (lifecycle.py)."""
+        await self._spec(request.job_id, context)
+        job = await self._job(request.job_id)
+        if job.state in (common_pb2.JOB_STATE_QUEUED, common_pb2.JOB_STATE_RUNNING):
+            await self._abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"job {request.job_id} is {common_pb2.JobState.Name(job.state)}: cancel it before deleting",
+            )
+        done = await lifecycle.delete_job(self.queue, self.store, request.job_id)
+        return gateway_pb2.DeleteJobResponse(
+            job_id=request.job_id,
+            artifacts_deleted=done.artifacts_deleted,
+            artifacts_shared=done.artifacts_shared,
+            facts_deleted=done.facts_deleted,
+        )

@@ -14,8 +14,10 @@ from avaforge.settings import PipelineSettings
 from avaforge.stages.frames import FramesInfo
 from avaforge.stages.ingest import ClipInfo, ClipSpec
 from avaforge.storage import ArtifactRef, ArtifactStore
+from avaforge.video.probe import probe_video
 from services.common import jobs
 from services.common.artifacts import LocalCache
+from services.common.limits import VideoLimits
 from services.common.worker import Context
 
 
@@ -24,7 +26,10 @@ def _source(cache: LocalCache, video: ArtifactRef, filename: str) -> Path:
 
 
 def plan(cache: LocalCache, video: ArtifactRef, filename: str, s: PipelineSettings) -> list[ClipSpec]:
-    return steps.plan(_source(cache, video, filename), filename, s)
+    source = _source(cache, video, filename)
+    info = probe_video(source)
+    VideoLimits.from_env().check(info, filename)  # the deployment's duration / resolution limits
+    return steps.plan(source, filename, s, info)
 
 
 def cut(

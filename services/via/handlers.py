@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from avaforge import steps
-from avaforge.archive import pack_tree
+from avaforge.archive import pack_tree_file
 from avaforge.formats.actions import ActionList
 from avaforge.formats.proposals import read_proposals
 from avaforge.settings import PipelineSettings
@@ -52,9 +52,10 @@ def import_finished(
     name: str,
     actions: ActionList,
     s: PipelineSettings,
+    suggestions: steps.Suggestions = None,
 ) -> tuple[ClipLabels, ArtifactRef]:
     labels = steps.import_project(
-        store.get(finished), name, finfo, Tracks.load(cache.file(tracks, ".json")), actions, s
+        store.get(finished), name, finfo, Tracks.load(cache.file(tracks, ".json")), actions, s, suggestions
     )
     return labels, store.put("labels", labels.to_bytes(), ".json")
 
@@ -88,6 +89,7 @@ async def via_import_item(ctx: Context, item: dict[str, Any]) -> None:
         item.get("name", "finished project"),
         actions,
         s,
+        {(t, p): tuple(a) for t, p, a in item["suggestions"]} if item.get("suggestions") else None,
     )
     await jobs.complete(
         ctx.queue, item, "via_import", {"labels": ref.to_dict(), "unlabelled": labels.unlabelled}
@@ -114,7 +116,8 @@ async def dataset_item(ctx: Context, item: dict[str, Any]) -> None:
         )
     with tempfile.TemporaryDirectory() as tmp:
         result = await asyncio.to_thread(steps.build_dataset, bundles, actions, s, Path(tmp) / "dataset")
-        ref = ctx.store.put("datasets", await asyncio.to_thread(pack_tree, result.out), ".tar")
+        tar = await asyncio.to_thread(pack_tree_file, result.out, Path(tmp) / "dataset.tar")
+        ref = await asyncio.to_thread(ctx.store.put_file, "datasets", tar, ".tar")  # streamed, never whole
     summary = {k: v for k, v in result.summary.items() if k != "report"}  # a path in a deleted temp dir
     await jobs.complete(ctx.queue, item, "dataset", {"dataset": ref.to_dict(), "summary": summary})
 

@@ -1,0 +1,186 @@
+"""Job lifecycle: DeleteJob removes a job's facts and the artifacts no other job shares; job facts and dead
+letters have retention limits; `remote jobs` shows owner, age and state; `remote watch` survives a gateway
+restart; a rebuilt dataset replaces the old one in one atomic exchange."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from avaforge.client import GatewayClient
+from avaforge.queue import DEAD_STREAM, JOBS_BUCKET, WorkQueue, dead_subject
+from avaforge.stages.dataset import _exchange, swap_in
+from avaforge.v1 import gateway_pb2
+from devstack.servers import free_port, nats_server
+from services.common import jobs
+from services.common.convert import ref_from_proto
+from services.gateway.__main__ import start
+from tests.stage_workers import LoopThread
+
+ACTIONS = {"groups": {"body": ["stand", "walk"]}}
+VIDEO = "handshake_2p_1080p_2.6s.mp4"
+
+
+@pytest.fixture
+def nats(tmp_path: Path):  # type: ignore[no-untyped-def]
+    server = nats_server(tmp_path / "nats").start()
+    yield server
+    server.stop()
+
+
+class Gateway:
+    """An in-process gateway on a fixed port that can be stopped and started again (a restart)."""
+
+    def __init__(self, nats_port: int, store) -> None:  # type: ignore[no-untyped-def]
+        self.loop, self.store, self.port = LoopThread(), store, free_port()
+        self.queue = self.loop.run(WorkQueue.connect(f"nats://127.0.0.1:{nats_port}"))
+        self.server = None
+        self.start()
+
+    def start(self) -> None:
+        self.server, _ = self.loop.run(start(self.queue, self.store, self.port))
+
+    def stop(self) -> None:
+        self.loop.run(self.server.stop(0))
+
+    def close(self) -> None:
+        self.stop()
+        self.loop.run(self.queue.close())
+        self.loop.close()
+
+
+def test_delete_job_keeps_shared_artifacts_and_cli_lists_owner_age_state(
+    s3, nats, videos: Path, capsys
+) -> None:
+    from avaforge.cli import main
+
+    _, store = s3
+    gw = Gateway(nats.port, store)
+    client = GatewayClient(f"127.0.0.1:{gw.port}", timeout_s=60)
+    server = f"127.0.0.1:{gw.port}"
+    try:
+        a = client.submit([videos / VIDEO], ACTIONS)  # no workers: both stay queued
+        b = client.submit([videos / VIDEO], ACTIONS)  # the same bytes: the same content-addressed video
+        video = ref_from_proto(client.upload_video(videos / VIDEO))
+        assert a.created > time.time() - 60 and a.owner == ""
+        assert main(["remote", "--server", server, "jobs"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].split() == ["JOB", "OWNER", "AGE", "STATE", "PROGRESS"]
+        row = next(line.split() for line in lines if line.startswith(a.job_id))
+        assert row[1] == "-" and row[2].endswith("s") and row[3] == "queued"
+        with pytest.raises(grpc.RpcError) as exc:  # running work would write its facts back
+            client.delete(a.job_id)
+        assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "cancel" in exc.value.details()
+        client.stub.CancelJob(gateway_pb2.GetJobRequest(job_id=a.job_id))
+        assert main(["remote", "--server", server, "delete", a.job_id]) == 0
+        # the spec is A's only fact; its one artifact (the video) is B's too, so it stays
+        assert "1 facts, 0 artifacts (1 kept: shared with other jobs)" in capsys.readouterr().out
+        with pytest.raises(grpc.RpcError) as exc:
+            client.get(a.job_id)
+        assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+        assert store.exists(video)
+        client.stub.CancelJob(gateway_pb2.GetJobRequest(job_id=b.job_id))
+        done = client.delete(b.job_id)
+        assert (done.facts_deleted, done.artifacts_deleted, done.artifacts_shared) == (1, 1, 0)
+        assert not store.exists(video)
+        assert b.job_id not in {j.job_id for j in client.jobs()}
+    finally:
+        client.close()
+        gw.close()
+
+
+def test_remote_watch_survives_a_gateway_restart(s3, nats, videos: Path, capsys) -> None:
+    from avaforge.cli import main
+
+    _, store = s3
+    gw = Gateway(nats.port, store)
+    client = GatewayClient(f"127.0.0.1:{gw.port}", timeout_s=60)
+    try:
+        job = client.submit([videos / VIDEO], ACTIONS)  # no workers: queued until cancelled
+        result: list[int] = []
+        watcher = threading.Thread(
+            target=lambda: result.append(
+                main(["remote", "--server", f"127.0.0.1:{gw.port}", "watch", job.job_id])
+            )
+        )
+        watcher.start()
+        time.sleep(1.5)
+        gw.stop()  # the watch stream breaks: UNAVAILABLE
+        time.sleep(3)  # several reconnect attempts fail meanwhile
+        assert watcher.is_alive()
+        gw.start()  # a new gateway on the same address: the watch resumes
+        time.sleep(2)
+        client.stub.CancelJob(gateway_pb2.GetJobRequest(job_id=job.job_id))
+        watcher.join(60)
+        assert not watcher.is_alive() and result == [1]  # cancelled: the watch ends, exit code 1
+        out = capsys.readouterr().out.splitlines()
+        assert "queued" in out[0] and "cancelled" in out[-1]
+    finally:
+        client.close()
+        gw.close()
+
+
+def test_retention_limits_drop_old_job_facts_and_extra_dead_letters(
+    nats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"nats://127.0.0.1:{nats.port}"
+
+    async def main() -> tuple[int, object, float, int]:
+        queue = await WorkQueue.connect(url)  # created with the defaults
+        await jobs.put(queue, "0123456789ab", {"job_id": "0123456789ab"})
+        monkeypatch.setenv("AVAFORGE_JOBS_MAX_AGE_S", "1")
+        monkeypatch.setenv("AVAFORGE_DEAD_MAX_MSGS", "3")
+        again = await WorkQueue.connect(url)  # the next process start applies the new limits
+        for i in range(5):
+            await again.js.publish(dead_subject("ingest"), f'{{"n": {i}}}'.encode())
+        kept = (await again.js.stream_info(DEAD_STREAM)).state.messages
+        await asyncio.sleep(2.5)
+        gone = await jobs.get(again, "0123456789ab")
+        monkeypatch.delenv("AVAFORGE_JOBS_MAX_AGE_S")
+        monkeypatch.delenv("AVAFORGE_DEAD_MAX_MSGS")
+        third = await WorkQueue.connect(url)  # back to the defaults
+        age = (await third.js.stream_info(f"KV_{JOBS_BUCKET}")).config.max_age
+        msgs = (await third.js.stream_info(DEAD_STREAM)).config.max_msgs
+        for q in (queue, again, third):
+            await q.close()
+        return kept, gone, age, msgs
+
+    kept, gone, age, msgs = asyncio.run(main())
+    assert kept == 3  # 5 dead letters, the 2 oldest dropped
+    assert gone is None  # written 2.5 s before, max age 1 s
+    assert age == 30 * 86400 and msgs == 100_000  # the defaults of avaforge/retention.py
+
+
+def test_rebuilt_dataset_replaces_the_old_one_in_one_step(tmp_path: Path) -> None:
+    out, new = tmp_path / "dataset", tmp_path / ".dataset.partial"
+    for folder, tag in ((out, "old"), (new, "new")):
+        (folder / "rawframes").mkdir(parents=True)
+        for i in range(3000):  # removing these takes long enough for a reader to see a gap, if there is one
+            (folder / "rawframes" / f"img_{i:05d}.jpg").write_text(tag)
+        (folder / "annotations").mkdir()
+        (folder / "annotations" / "train.csv").write_text(tag)
+    assert _exchange(tmp_path / "x-missing", tmp_path / "y-missing") is False
+    gaps: list[int] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            if not (out / "annotations" / "train.csv").exists():
+                gaps.append(1)
+
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    time.sleep(0.05)
+    swap_in(new, out)
+    time.sleep(0.05)
+    stop.set()
+    watcher.join()
+    assert gaps == []
+    assert (out / "annotations" / "train.csv").read_text() == "new"
+    assert not new.exists() and not (tmp_path / ".dataset.old").exists()
+    assert len(list((out / "rawframes").iterdir())) == 3000
