@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from avaforge.archive import pack_tree, unpack_tree
+from avaforge.cancel import requested as cancel_requested
 from avaforge.storage import ArtifactRef
 from services.common import jobs
 from services.common.worker import Context
@@ -28,6 +29,9 @@ async def train_item(ctx: Context, p: dict[str, Any]) -> None:
     spec = await jobs.get(ctx.queue, f"train.{job}")
     if spec is None:
         raise RuntimeError(f"training job {job} has no spec")
+    if spec.get("cancel"):  # cancelled before it started: nothing to stop, nothing stored
+        await jobs.put(ctx.queue, f"train.{job}.cancelled", {"at": None})
+        return
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         # every blocking call in a thread: the loop keeps serving the API and the other items meanwhile
@@ -52,8 +56,8 @@ async def train_item(ctx: Context, p: dict[str, Any]) -> None:
                 seen = progress.read_text()
                 await jobs.put(ctx.queue, f"train.{job}.progress", json.loads(seen))
             current = await jobs.get(ctx.queue, f"train.{job}")
-            if current and current.get("cancel"):
-                cancel.touch()
+            if cancel_requested() or (current and current.get("cancel")):
+                cancel.touch()  # the progress hook stops the run after this iteration
         try:
             result = task.result()
         except TrainingCancelled:
