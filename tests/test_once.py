@@ -246,3 +246,66 @@ def test_outside_a_queue_item_nothing_is_cancelled(videos: Path) -> None:
     cancel.check()
     info = ffmpeg_run.probe(str(videos / "handshake_2p_1080p_2.6s.mp4"))
     assert info["streams"][0]["width"] == 1920  # the shared video is 1080p (its name says so)
+
+
+def test_an_item_whose_every_worker_died_is_dead_lettered_and_fails_its_training_job(server) -> None:
+    """max_deliver 1: a worker takes the item and dies (never answers); after ack_wait JetStream gives up on
+    it and says so (max-deliveries advisory) to the stage's live worker, which dead-letters it: the training
+    job is FAILED in WatchTraining's terms, never RUNNING forever."""
+    from avaforge.v1 import common_pb2
+    from services.common import jobs
+    from services.common.worker import record_failure
+    from services.trainer.servicer import training_job
+
+    url = f"nats://127.0.0.1:{server.port}"
+    policy = RetryPolicy(max_deliver=1, backoff_s=(0.1,), ack_wait_s=1)
+    handled: list[dict] = []
+
+    async def handler(payload):  # type: ignore[no-untyped-def]
+        handled.append(payload)
+
+    async def main():  # type: ignore[no-untyped-def]
+        q = await WorkQueue.connect(url)
+        await jobs.put(q, "train.0123456789ab", {"job_id": "0123456789ab", "iters": 10, "cancel": False})
+        await jobs.put(q, "train.0123456789ab.progress", {"iter": 3})  # it was running when its worker died
+        await q.submit("train", {"job": "0123456789ab"}, msg_id="train.0123456789ab")
+        from nats.js import api
+
+        config = api.ConsumerConfig(
+            durable_name="train",
+            ack_policy=api.AckPolicy.EXPLICIT,
+            max_deliver=1,
+            ack_wait=1,
+            filter_subject="avaforge.work.train",
+        )
+        doomed = await WorkQueue.connect(url)  # the worker that dies holding the item
+        sub = await doomed.js.pull_subscribe(
+            "avaforge.work.train", durable="train", stream=WORK_STREAM, config=config
+        )
+        (held,) = await sub.fetch(1, timeout=5)
+        assert held.metadata.num_delivered == 1
+        await doomed.nc.close()  # gone, without an answer
+        stop = asyncio.Event()
+        live = await WorkQueue.connect(url)
+        task = asyncio.create_task(
+            live.work("train", handler, stop, policy, 0.2, on_dead=lambda d: record_failure(live, d))
+        )
+        for _ in range(100):
+            if await jobs.get(q, "train.0123456789ab.error"):
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+        job = await training_job(q, "0123456789ab")
+        dead = await q.dead_letters("train")
+        stream = await q.js.stream_info(WORK_STREAM)
+        for c in (q, live):
+            await c.close()
+        return job, dead, stream.state.messages
+
+    job, dead, left = run(main())
+    assert handled == []  # never delivered again
+    assert job.state == common_pb2.JOB_STATE_FAILED
+    assert job.error.stage == "train" and "no worker finished it: 1 deliveries" in job.error.message
+    assert len(dead) == 1 and dead[0]["payload"] == {"job": "0123456789ab"} and dead[0]["deliveries"] == 1
+    assert left == 0  # the lost item is removed from the work stream once recorded
