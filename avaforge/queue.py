@@ -230,6 +230,9 @@ class WorkQueue:
         except Exception as exc:  # already removed (another worker recorded it) or not parseable
             log.debug("max-deliveries advisory on %s not handled: %s", stage, exc)
             return
+        if (WORK_STREAM, seq) in _running:  # still running here: late progress reports, not a dead worker
+            log.warning("%s item %d ran out of deliveries while running here", stage, seq)
+            return
         payload = json.loads(stored.data or b"{}")
         error = f"no worker finished it: {deliveries} deliveries, each worker holding it stopped (killed?)"
         await self._record_dead(stage, payload, error, deliveries, False, on_dead)

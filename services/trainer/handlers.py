@@ -20,11 +20,26 @@ from services.common import jobs
 from services.common.worker import Context
 
 
-async def train_item(ctx: Context, p: dict[str, Any]) -> None:
-    """Run one training job: the dataset from S3, mmaction2 in a thread, progress and cancel through KV."""
+def _training() -> tuple[Any, type[Exception]]:
+    """mmaction2's training entry (imports torch and mmengine: seconds, so never on the event loop, where they
+    would hold back the queue's progress reports past a short ack wait)."""
     from avaforge.trainer.hooks import TrainingCancelled
     from avaforge.trainer.train import train
 
+    return train, TrainingCancelled
+
+
+def _progress(path: Path) -> dict[str, Any] | None:
+    """The progress file as the hook last wrote it (None before its first iteration)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):  # not written yet (the hook replaces it atomically)
+        return None
+
+
+async def train_item(ctx: Context, p: dict[str, Any]) -> None:
+    """Run one training job: the dataset from S3, mmaction2 in a thread, progress and cancel through KV."""
+    train, TrainingCancelled = await asyncio.to_thread(_training)
     job = p["job"]
     spec = await jobs.get(ctx.queue, f"train.{job}")
     if spec is None:
@@ -52,16 +67,16 @@ async def train_item(ctx: Context, p: dict[str, Any]) -> None:
         seen = None
         while not task.done():
             await asyncio.sleep(0.5)
-            if progress.exists() and progress.read_text() != seen:
-                seen = progress.read_text()
-                await jobs.put(ctx.queue, f"train.{job}.progress", json.loads(seen))
+            if (now := _progress(progress)) is not None and now != seen:
+                seen = now
+                await jobs.put(ctx.queue, f"train.{job}.progress", now)
             current = await jobs.get(ctx.queue, f"train.{job}")
             if cancel_requested() or (current and current.get("cancel")):
                 cancel.touch()  # the progress hook stops the run after this iteration
         try:
             result = task.result()
         except TrainingCancelled:
-            await jobs.put(ctx.queue, f"train.{job}.cancelled", {"at": json.loads(progress.read_text())})
+            await jobs.put(ctx.queue, f"train.{job}.cancelled", {"at": _progress(progress)})
             return
         except Exception as exc:  # a training failure is final: report it, do not retry for hours
             await jobs.put(ctx.queue, f"train.{job}.error", {"message": f"{type(exc).__name__}: {exc}"})
