@@ -19,6 +19,24 @@ from avaforge.storage import ArtifactRef
 from services.common import jobs
 from services.common.worker import Context
 
+# Imported by the worker before it takes an item (``services.common.worker.run``): torch, mmengine and
+# mmaction2 take 5-40 s to import on a loaded machine, holding the GIL for seconds at a time (measured: the
+# event loop stalled 3.9 s while a thread imported them), which would starve the queue's progress reports
+# past a short ack wait and have the item redelivered to another worker mid-run. The plugin comes first: it
+# guards mmaction2's missing module and installs the RoIAlign adapter before mmaction2 is imported.
+PRELOAD = (
+    "avaforge.trainer.plugin",
+    "avaforge.trainer.train",
+    "mmengine.runner",
+    "mmaction.models",
+    "mmaction.datasets",
+    "mmaction.datasets.transforms",
+    "mmaction.engine",
+    "mmaction.evaluation",
+    "mmaction.visualization",
+    "avaforge.trainer.demo_video",
+)
+
 
 def _training() -> tuple[Any, type[Exception]]:
     """mmaction2's training entry (imports torch and mmengine: seconds, so never on the event loop, where they
