@@ -21,7 +21,6 @@ AVAFORGE_MAX_DELIVER (4), AVAFORGE_METRICS_PORT (0 = off here), AVAFORGE_GRPC_PO
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -183,18 +182,6 @@ async def work(
     )
 
 
-async def preload(service: str) -> None:
-    """Import the modules the service's handlers name in ``PRELOAD`` before taking any item: a slow import
-    during an item holds the GIL and starves the progress reports (the item would be redelivered)."""
-    log = logging.getLogger("avaforge.worker")
-    handlers = importlib.import_module(f"services.{service}.handlers")
-    for name in getattr(handlers, "PRELOAD", ()):
-        try:
-            await asyncio.to_thread(importlib.import_module, name)
-        except ImportError as exc:  # the item that needs it will fail with the real error
-            log.warning(f"preloading {name} failed: {exc}")
-
-
 async def run(service: str, handlers: dict[str, Handler], stages: list[str]) -> int:
     """A worker process of ``service`` for ``stages`` (default: all of its stages)."""
     unknown = sorted(set(stages) - set(handlers))
@@ -215,7 +202,6 @@ async def run(service: str, handlers: dict[str, Handler], stages: list[str]) -> 
     for sig in (runtime.signal.SIGTERM, runtime.signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     queue = await WorkQueue.connect(os.environ.get("AVAFORGE_NATS_URL", "nats://127.0.0.1:4222"))
-    await preload(service)
     with cache_dir(service) as cache:
         ctx = Context.create(queue, S3Store.from_env(), cache)
         log.info(f"{service} worker for {sorted(chosen)} started")
