@@ -74,6 +74,13 @@ class Cluster:
             time.sleep(0.5)
         pytest.fail(f"training {job_id} did not get there in {timeout_s} s: {self.job(job_id)}")
 
+    def settled_trail(self, job_id: str, events: int) -> list[tuple[str, int, int, float]]:
+        """The trail once it has ``events`` lines (the ack is logged just after the job's result is put)."""
+        deadline = time.monotonic() + 30
+        while len(trail := self.trail(job_id)) < events and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return trail
+
     def trail(self, job_id: str) -> list[tuple[str, int, int, float]]:
         """(event, delivery, pid, time) of the job's item, from every worker's log."""
         out = []
@@ -149,7 +156,7 @@ def test_a_training_longer_than_its_ack_wait_runs_once_with_two_workers(cluster:
     done = cluster.wait(job_id, lambda j: j.state in jobs.TERMINAL_STATES, 900)
     assert done.state == common_pb2.JOB_STATE_SUCCEEDED, done
     assert done.progress[0].done == ITERS
-    trail = cluster.trail(job_id)
+    trail = cluster.settled_trail(job_id, 2)
     assert [(ev, delivery) for ev, delivery, *_ in trail] == [("taken", 1), ("acked", 1)], trail
     (_, _, taker, taken_at), (_, _, acker, acked_at) = trail
     assert taker == acker and acked_at - taken_at > 5 * ACK_WAIT_S, trail  # ran > 15 s, delivered once
@@ -171,10 +178,7 @@ def test_a_cancelled_training_stops_and_stores_nothing(cluster: Cluster) -> None
     assert done.progress[0].done < 100_000
     assert cluster.fact(f"train.{job_id}.result") is None and cluster.fact(f"train.{job_id}.error") is None
     assert cluster.store.exists(ArtifactRef(**json.loads(done.settings_json)["dataset"]))
-    deadline = time.monotonic() + 30
-    while [e[0] for e in cluster.trail(job_id)] != ["taken", "acked"] and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert [(ev, d) for ev, d, *_ in cluster.trail(job_id)] == [("taken", 1), ("acked", 1)]
+    assert [(ev, d) for ev, d, *_ in cluster.settled_trail(job_id, 2)] == [("taken", 1), ("acked", 1)]
 
 
 def test_a_dead_lettered_training_item_shows_failed(cluster: Cluster) -> None:
@@ -193,7 +197,7 @@ def test_a_dead_lettered_training_item_shows_failed(cluster: Cluster) -> None:
     done = cluster.wait(job_id, lambda j: j.state in jobs.TERMINAL_STATES, 120)
     assert done.state == common_pb2.JOB_STATE_FAILED, done
     assert done.error.stage == "train" and done.error.message, done
-    assert [(ev, d) for ev, d, *_ in cluster.trail(job_id)] == [("taken", 1), ("taken", 2)]
+    assert [(ev, d) for ev, d, *_ in cluster.settled_trail(job_id, 2)] == [("taken", 1), ("taken", 2)]
 
 
 def test_a_sigkilled_training_worker_s_item_is_redelivered_and_finished_once(cluster: Cluster) -> None:
@@ -206,7 +210,7 @@ def test_a_sigkilled_training_worker_s_item_is_redelivered_and_finished_once(clu
     done = cluster.wait(job_id, lambda j: j.state in jobs.TERMINAL_STATES, 900)
     assert done.state == common_pb2.JOB_STATE_SUCCEEDED, done
     survivor = next(p.pid for p in cluster.procs if p.pid != holder)
-    trail = [(ev, delivery, pid) for ev, delivery, pid, _ in cluster.trail(job_id)]
+    trail = [(ev, delivery, pid) for ev, delivery, pid, _ in cluster.settled_trail(job_id, 3)]
     # taken by the killed worker (1st delivery), redelivered after the ack wait to the other (2nd), which
     # trains from the start (the killed run's files were local to it) and acks once
     assert trail == [("taken", 1, holder), ("taken", 2, survivor), ("acked", 2, survivor)], trail
