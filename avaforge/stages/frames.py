@@ -100,7 +100,7 @@ def extract_frames(
     out = Path(out_dir)
     tmp = _partial(out)
     try:
-        run(frames_output(segment(str(source), spec), spec, tmp, settings), str(source))
+        run(frames_output(segment(str(source), spec), spec, tmp, settings), str(source), spec.length_s)
         return _finish(tmp, out, clip, str(source), schedule)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

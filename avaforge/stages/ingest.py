@@ -132,8 +132,8 @@ def cut_clip(
         branches = video.split()
         graph = ffmpeg.merge_outputs(clip_output(branches[0], spec, tmp, settings), extra_output(branches[1]))
     try:
-        run(graph, src)
-        frames = count_frames(str(tmp), src)
+        run(graph, src, spec.length_s)
+        frames = count_frames(str(tmp), src, spec.length_s)
         if frames == 0:
             raise FormatError(f"clip {spec.clip_id}: no frames decoded (corrupt or truncated video?)", src)
         info = probe_video(tmp)

@@ -4,6 +4,7 @@ cancel), registered by the config plugin."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from mmengine.hooks import Hook
@@ -27,8 +28,9 @@ class AvaforgeProgressHook(Hook):
         if outputs and "loss" in outputs:
             value = outputs["loss"]  # a tensor still in the autograd graph, or a float
             loss = float(value.detach() if hasattr(value, "detach") else value)
-        self.progress_file.write_text(
-            json.dumps({"iter": runner.iter + 1, "max_iters": runner.max_iters, "loss": loss})
-        )
+        # atomic: the trainer service reads this file while the run writes it
+        tmp = self.progress_file.with_name(f".{self.progress_file.name}.partial")
+        tmp.write_text(json.dumps({"iter": runner.iter + 1, "max_iters": runner.max_iters, "loss": loss}))
+        os.replace(tmp, self.progress_file)
         if self.cancel_file.exists():
             raise TrainingCancelled(f"cancelled at iteration {runner.iter + 1}")

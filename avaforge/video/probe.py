@@ -10,6 +10,7 @@ from typing import Any
 import ffmpeg
 
 from avaforge.formats.errors import FormatError
+from avaforge.video import ffmpeg_run
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     if p.stat().st_size == 0:
         raise FormatError("empty file (0 bytes), not a video", str(p))
     try:
-        info = ffmpeg.probe(str(p))
+        info = ffmpeg_run.probe(str(p))
     except ffmpeg.Error as exc:
         detail = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
         raise FormatError(

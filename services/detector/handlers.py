@@ -8,7 +8,7 @@ import asyncio
 import io
 from typing import Any
 
-from avaforge import steps
+from avaforge import cancel, steps
 from avaforge.settings import PipelineSettings
 from avaforge.stages.detect import Detections, merge_detections
 from avaforge.storage import ArtifactRef, ArtifactStore
@@ -26,7 +26,10 @@ def detect(
     frames: list[int],
     s: PipelineSettings,
 ) -> tuple[Detections, ArtifactRef]:
-    dets = steps.detect_frames(cache.folder(rawframes), frames, detectors.get(s.detect), s)
+    # a cancelled job stops between detector batches (no-op outside a queue item)
+    dets = steps.detect_frames(
+        cache.folder(rawframes), frames, detectors.get(s.detect), s, lambda _: cancel.check("detection")
+    )
     return dets, store.put("detections", dets.to_bytes(), ".npz")
 
 

@@ -197,7 +197,13 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             yield job
 
     async def CancelJob(self, request, context):  # type: ignore[no-untyped-def]
+        """Flag the job cancelled: its queued items are dropped, its running items stopped (ingest's ffmpeg is
+        killed; detection and tracking stop between frames); it is CANCELLED from now on. A finished or failed
+        job keeps its state. Stored outputs stay (content-addressed, maybe shared with other jobs)."""
         spec = await self._spec(request.job_id, context)
+        job = await self._job(request.job_id)
+        if job.state in jobs.TERMINAL_STATES:
+            return job
         await jobs.put(self.queue, request.job_id, {**spec, "cancelled": True})
         return await self._job(request.job_id)
 

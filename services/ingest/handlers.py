@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from avaforge import steps
+from avaforge import cancel, steps
 from avaforge.archive import pack_dir
 from avaforge.settings import PipelineSettings
 from avaforge.stages.frames import FramesInfo
@@ -54,6 +54,7 @@ async def ingest_item(ctx: Context, item: dict[str, Any]) -> None:
     s = PipelineSettings.from_dict(item["settings"])
     video, name = ArtifactRef(**item["video"]), item["filename"]
     for spec in await asyncio.to_thread(plan, ctx.cache, video, name, s):
+        cancel.check(f"before clip {spec.clip_id}")  # ffmpeg itself is killed when a cancel comes mid-clip
         clip, finfo, rawframes, clip_video = await asyncio.to_thread(
             cut, ctx.store, ctx.cache, video, name, spec, s
         )

@@ -6,7 +6,7 @@ import asyncio
 import io
 from typing import Any
 
-from avaforge import steps
+from avaforge import cancel, steps
 from avaforge.settings import PipelineSettings
 from avaforge.stages.detect import Detections
 from avaforge.storage import ArtifactRef, ArtifactStore
@@ -25,7 +25,8 @@ def track(
     embedder: Embedder,
 ) -> ArtifactRef:
     dets = Detections.load(io.BytesIO(store.get(detections)))
-    tracks = steps.track_clip(cache.folder(rawframes), dets, s, embedder)
+    # a cancelled job stops between frames (no-op outside a queue item)
+    tracks = steps.track_clip(cache.folder(rawframes), dets, s, embedder, lambda _: cancel.check("tracking"))
     return store.put("tracks", tracks.to_bytes(), ".json")
 
 
