@@ -21,7 +21,7 @@ from avaforge.proto_convert import (
     settings_to_proto,
 )
 from avaforge.queue import WorkQueue
-from avaforge.settings import PipelineSettings
+from avaforge.settings import PipelineSettings, job_part
 from avaforge.stages.via_import import project_clip_id
 from avaforge.storage import ArtifactRef, ArtifactStore, StorageError
 from avaforge.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
@@ -107,7 +107,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         facts = await jobs.keys(self.queue, f"{job_id}.")
         job = common_pb2.Job(job_id=job_id)
         if spec:
-            job.settings.CopyFrom(settings_to_proto(PipelineSettings.from_dict(spec["settings"])))
+            job.settings.CopyFrom(settings_to_proto(job_part(PipelineSettings.from_dict(spec["settings"]))))
             job.actions.CopyFrom(actions_to_proto(ActionList.from_obj(spec["actions"])))
 
         def clip_ids(stage: str) -> list[str]:  # clip facts only: fan-out parts live under ``parts.``
