@@ -89,9 +89,9 @@ def test_broken_project_files_are_one_line(work: dict[str, Any], content: str, n
 @pytest.mark.parametrize(
     ("settings", "needles"),
     [
-        ("detect:\n  imgsz: 333\n", ("settings.detect.imgsz", "multiple of 32")),
-        ("detect:\n  conf: .nan\n", ("settings.detect.conf", "finite")),
-        ("frames: {jpeg_qscale: 40}\n", ("settings.frames.jpeg_qscale", "[2, 31]")),
+        ("detect:\n  imgsz: 333\n", ("settings.yaml.detect.imgsz", "multiple of 32")),
+        ("detect:\n  conf: .nan\n", ("settings.yaml.detect.conf", "finite")),
+        ("frames: {jpeg_qscale: 40}\n", ("settings.yaml.frames.jpeg_qscale", "[2, 31]")),
         ("cut:\n  plan: [1\n", ("cannot parse settings",)),  # yaml's message spans lines: joined into one
         ("detect:\n  nope: 1\n", ("unknown settings",)),
     ],
