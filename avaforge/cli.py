@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 from avaforge.formats.errors import FormatError
 
@@ -102,7 +103,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from avaforge.trainer.train import train
 
-    classes = [int(c) for c in args.classes.split(",")] if args.classes else None
+    try:
+        classes = [int(c) for c in args.classes.split(",")] if args.classes else None
+    except ValueError:
+        raise FormatError(f"--classes {args.classes!r}: give action ids like 1,3", "train") from None
     result = train(
         args.dataset,
         args.preset,
@@ -187,8 +191,15 @@ def _add_remote_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_remote)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit code 2, like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="avaforge", description="videos in, an AVA action dataset out")
+    parser = _Parser(prog="avaforge", description="videos in, an AVA action dataset out")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -263,13 +274,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every user error (a bad file, value or request) is one line on stderr and exit code 2."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except FormatError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc.filename or ''}: file not found", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        code = getattr(exc, "code", None)  # a gRPC error from `avaforge remote` (grpc is imported on use)
+        if code is None or not callable(code) or not hasattr(exc, "details"):
+            raise
+        kind = code().name
+        print(f"error: {kind}: {_one_line(exc.details() or '')}", file=sys.stderr)
+        return 2 if kind in _USER_CODES else 1
+
+
+# gRPC codes that mean the request was wrong (the user's to fix), not that the service failed
+_USER_CODES = {
+    "INVALID_ARGUMENT",
+    "NOT_FOUND",
+    "FAILED_PRECONDITION",
+    "RESOURCE_EXHAUSTED",
+    "ALREADY_EXISTS",
+    "OUT_OF_RANGE",
+    "UNAUTHENTICATED",
+    "PERMISSION_DENIED",
+}
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ an enum (``CLIP_MODE_WINDOWS`` <-> ``"windows"``), a tuple of (start, length) pa
 ClipSegment, anything else an ``optional`` scalar. Writing sets every field, so reading it back gives an
 equal object; reading leaves the Python default where a field is unset, so a partial message works like a
 partial settings file. Errors are FormatErrors naming the field (``settings.detect.conf``).
+
+The messages carry only what a job may choose: the deployment's fields (avaforge.settings.DEPLOYMENT_FIELDS)
+have no proto field. Writing refuses settings that set one (the caller would believe it chose the model);
+reading refuses a message with fields this contract does not know (an old client sending ``weights``), then
+checks every type and range with avaforge.settings.check, the rules the YAML loader applies.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from typing import Any
 
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from avaforge.formats.actions import ActionList
 from avaforge.formats.errors import FormatError
-from avaforge.settings import PipelineSettings
+from avaforge.settings import DEPLOYMENT_FIELDS, PipelineSettings, check
 from avaforge.v1 import settings_pb2
 
 # Which Python values a proto scalar type takes (bool is an int in Python, so it is excluded by hand).
@@ -35,13 +41,41 @@ _SCALARS: dict[int, tuple[type, ...]] = {
 
 
 def settings_to_proto(settings: PipelineSettings, where: str = "settings") -> settings_pb2.JobSettings:
+    defaults = PipelineSettings()
+    for key in sorted(DEPLOYMENT_FIELDS):
+        section, name = key.split(".")
+        if getattr(getattr(settings, section), name) != getattr(getattr(defaults, section), name):
+            raise FormatError(
+                "set by the deployment, not by a job (model files, backend, addresses); remove it",
+                f"{where}.{key}",
+            )
     msg = settings_pb2.JobSettings()
     _fill(msg, settings, where)
     return msg
 
 
 def settings_from_proto(msg: settings_pb2.JobSettings, where: str = "settings") -> PipelineSettings:
-    return _read(PipelineSettings, msg, where)  # type: ignore[no-any-return]
+    """The job's settings (deployment fields at their defaults), types and ranges checked."""
+    _refuse_unknown(msg, where)
+    settings: PipelineSettings = _read(PipelineSettings, msg, where)
+    check(settings, where)
+    return settings
+
+
+def _refuse_unknown(msg: Message, where: str) -> None:
+    """Fields this contract does not define (a removed deployment field, or garbage) are an error, not
+    silently dropped: the caller meant something by them."""
+    unknown = UnknownFieldSet(msg)
+    if len(unknown):
+        numbers = sorted({f.field_number for f in unknown})
+        raise FormatError(
+            f"unknown field number(s) {numbers}: not a job setting (the deployment sets model files, "
+            "backend and addresses)",
+            where,
+        )
+    for field, value in msg.ListFields():
+        if field.message_type is not None and not field.is_repeated:
+            _refuse_unknown(value, f"{where}.{field.name}")
 
 
 def actions_to_proto(actions: ActionList) -> settings_pb2.ActionList:
@@ -72,7 +106,9 @@ def _fill(msg: Message, obj: Any, where: str) -> None:
     hints = _hints(type(obj))
     for f in dataclasses.fields(obj):
         value, at = getattr(obj, f.name), f"{where}.{f.name}"
-        field = fields[f.name]
+        field = fields.get(f.name)
+        if field is None:  # a deployment field: not part of a job's message
+            continue
         if dataclasses.is_dataclass(value):
             _fill(getattr(msg, f.name), value, at)
         elif field.is_repeated:  # the (start, length) segments
@@ -84,8 +120,6 @@ def _fill(msg: Message, obj: Any, where: str) -> None:
             if value not in choices:
                 raise FormatError(f"must be one of {list(choices)}, got {value!r}", at)
             setattr(msg, f.name, _enum_number(field.enum_type, value))
-        elif value is None and f.default is None:  # weights: None is the unset optional
-            continue
         else:
             if not isinstance(value, _SCALARS[field.type]) or (
                 isinstance(value, bool) and field.type != FieldDescriptor.TYPE_BOOL
@@ -101,7 +135,9 @@ def _read(cls: type, msg: Message, where: str) -> Any:
     fields = msg.DESCRIPTOR.fields_by_name
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        field, at = fields[f.name], f"{where}.{f.name}"
+        field, at = fields.get(f.name), f"{where}.{f.name}"
+        if field is None:  # a deployment field: its default here, the deployment's in the services
+            continue
         value = getattr(msg, f.name)
         if field.is_repeated:  # the (start, length) segments
             kwargs[f.name] = tuple((s.start_s, s.length_s) for s in value)

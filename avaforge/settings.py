@@ -1,10 +1,23 @@
-"""Pipeline settings: one frozen dataclass per stage, JSON/YAML-loadable, hashed into artifact keys."""
+"""Pipeline settings: one frozen dataclass per stage, JSON/YAML-loadable, hashed into artifact keys.
+
+Two kinds of field. What a job may choose (actions, clip plan, thresholds, rates, sizes) and what only the
+deployment sets (``DEPLOYMENT_FIELDS``: model files, the detector backend, Triton's address and model, the
+tracker's embedder - anything naming a file, a model or an address). The embedded CLI takes both from one
+settings file (a local user owns the machine); the services take the job's part from the request and the
+deployment's part from their environment (services/common/deployment.py), and the job settings message
+(protos/avaforge/v1/settings.proto) has no deployment fields at all.
+
+Every field has one rule of type and range (``RULES``), checked by ``check`` for both the YAML loader and the
+gateway (through avaforge.proto_convert), so both reject the same values with a FormatError naming the field.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -119,7 +132,10 @@ class PipelineSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "settings") -> PipelineSettings:
-        return _build(cls, data, where)
+        """Settings from a mapping (a YAML file, a job record), types and ranges checked (``check``)."""
+        settings: PipelineSettings = _build(cls, data, where)
+        check(settings, where)
+        return settings
 
     @classmethod
     def load(cls, path: str | Path) -> PipelineSettings:
@@ -128,6 +144,175 @@ class PipelineSettings:
         except yaml.YAMLError as exc:
             raise FormatError(f"cannot parse settings: {exc}", str(path)) from None
         return cls.from_dict(data, str(path))
+
+
+# Deployment-owned fields ("section.field"): never taken from a job (services/common/deployment.py sets them).
+DEPLOYMENT_FIELDS = frozenset(
+    {
+        "detect.backend",
+        "detect.weights",  # a file the ultralytics exporter would unpickle
+        "detect.triton_url",
+        "detect.triton_model",
+        "detect.triton_version",
+        "track.embedder",
+    }
+)
+
+# x264's preset names (ffmpeg -preset); anything else fails the encode.
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+
+
+@dataclass(frozen=True)
+class Range:
+    """Numbers in [lo, hi] (an open end excludes it), optionally a multiple of ``step``."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+    step: int = 0
+
+    def problem(self, v: float) -> str | None:
+        lo_ok = v > self.lo if self.lo_open else v >= self.lo
+        hi_ok = v < self.hi if self.hi_open else v <= self.hi
+        if lo_ok and hi_ok and (not self.step or v % self.step == 0):
+            return None
+        span = f"{'(' if self.lo_open else '['}{self.lo}, {self.hi}{')' if self.hi_open else ']'}"
+        return f"must be {f'a multiple of {self.step} ' if self.step else ''}in {span}, got {v!r}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    values: tuple[str, ...]
+
+    def problem(self, v: str) -> str | None:
+        return None if v in self.values else f"must be one of {list(self.values)}, got {v!r}"
+
+
+@dataclass(frozen=True)
+class Text:
+    """A short non-empty string (action names)."""
+
+    max_len: int = 100
+
+    def problem(self, v: str) -> str | None:
+        return None if 0 < len(v) <= self.max_len else f"must be 1..{self.max_len} characters, got {v!r}"
+
+
+_UNIT = Range(0.0, 1.0, lo_open=True, hi_open=True)
+# What the code accepts, field by field ("section.field"; ``plan.`` for the clip plan).
+RULES: dict[str, Range | Choice | Text] = {
+    "cut.plan.window_s": Range(0.0, 86400.0, lo_open=True),  # ingest.plan_clips needs > 0; at most a day
+    "cut.plan.min_clip_s": Range(0.0, 86400.0),
+    # cut.plan.segments: each start >= 0, length in (0, 86400] (_segments_problem)
+    "cut.crf": Range(0, 51),  # x264's -crf range for 8-bit video
+    "cut.preset": Choice(X264_PRESETS),
+    "schedule.margin_start_s": Range(0.0, 60.0),  # KeyframeSchedule needs >= 0
+    "schedule.margin_end_s": Range(0.0, 60.0),
+    "frames.jpeg_qscale": Range(2, 31),  # ffmpeg's mjpeg -q:v
+    "detect.imgsz": Range(320, 1920, step=32),  # YOLO's stride is 32
+    "detect.conf": _UNIT,
+    "detect.iou": _UNIT,
+    "detect.max_det": Range(1, 1000),
+    "detect.tracking_fps": Range(0.0, 30.0, lo_open=True),  # detect.detection_stride: (0, FPS]
+    "detect.batch": Range(1, 16),  # the Triton model's max_batch_size (deploy/triton/*/config.pbtxt)
+    "track.max_age_s": Range(0.0, 60.0, lo_open=True),
+    "track.n_init": Range(1, 30),
+    "track.max_iou_distance": Range(0.0, 1.0, lo_open=True),
+    "track.max_cosine_distance": Range(0.0, 2.0, lo_open=True),  # 1 - cosine similarity lies in [0, 2]
+    "proposals.min_score": Range(0.0, 1.0, hi_open=True),
+    "via.min_score": Range(0.0, 1.0),
+    "imports.match_iou": Range(0.0, 1.0, lo_open=True),
+    "dataset.val_ratio": Range(0.0, 1.0),
+    "dataset.seed": Range(0, 2**63 - 1),  # the proto's int64
+    "autolabel.walk_speed": Range(0.0, 100.0, lo_open=True),
+    "autolabel.walk_action": Text(),
+    "autolabel.still_action": Text(),
+}
+
+
+def check(obj: Any, where: str = "settings", path: str = "") -> None:
+    """Types and ranges of every field of a settings dataclass (``PipelineSettings`` or a section, whose
+    ``path`` is then its name, e.g. "detect"); raises a FormatError naming the first bad field."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, key, at = getattr(obj, f.name), f"{path}{f.name}", f"{where}.{f.name}"
+        if dataclasses.is_dataclass(value):
+            check(value, at, f"{key}.")
+            continue
+        problem = _type_problem(hints[f.name], value)
+        if problem is None and key == "cut.plan.segments":
+            problem = _segments_problem(value)
+        elif problem is None and value is not None and key in RULES:
+            problem = RULES[key].problem(value)  # type: ignore[arg-type]
+        if problem:
+            raise FormatError(problem, at)
+
+
+def _type_problem(hint: Any, value: Any) -> str | None:
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        return None if value in choices else f"must be one of {list(choices)}, got {value!r}"
+    kinds = {t for t in typing.get_args(hint) or (hint,) if t is not type(None)}
+    if value is None:
+        return None if type(None) in typing.get_args(hint) else "must be set, got None"
+    if bool in kinds:
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if isinstance(value, bool):
+        return f"expected {_kind(kinds)}, got {value!r}"
+    if float in kinds:
+        if not isinstance(value, int | float):
+            return f"expected a number, got {value!r}"
+        return None if math.isfinite(value) else f"expected a finite number, got {value!r}"
+    if int in kinds:
+        return None if isinstance(value, int) else f"expected an integer, got {value!r}"
+    if str in kinds:
+        return None if isinstance(value, str) else f"expected a string, got {value!r}"
+    return None  # tuples: checked by their rule
+
+
+def _kind(kinds: set[Any]) -> str:
+    return "a number" if float in kinds else "an integer" if int in kinds else "a string"
+
+
+def _segments_problem(value: Any) -> str | None:
+    if not isinstance(value, tuple):
+        return f"expected a list of (start, length) pairs, got {value!r}"
+    for i, seg in enumerate(value):
+        ok = isinstance(seg, tuple) and len(seg) == 2
+        if not ok or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in seg):
+            return f"segment {i}: expected a (start, length) pair of seconds, got {seg!r}"
+        start, length = seg
+        if not (math.isfinite(start) and math.isfinite(length) and start >= 0 and 0 < length <= 86400):
+            return f"segment {i}: start must be >= 0 and length in (0, 86400] seconds, got {seg!r}"
+    return None
+
+
+def job_part(settings: PipelineSettings) -> PipelineSettings:
+    """The settings with every deployment field at its default: what a job's record may hold."""
+    return with_deployment(settings, PipelineSettings())
+
+
+def with_deployment(job: PipelineSettings, deployed: PipelineSettings) -> PipelineSettings:
+    """``job``'s choices with ``deployed``'s value for each of DEPLOYMENT_FIELDS."""
+    sections: dict[str, dict[str, Any]] = {}
+    for key in sorted(DEPLOYMENT_FIELDS):
+        section, name = key.split(".")
+        sections.setdefault(section, {})[name] = getattr(getattr(deployed, section), name)
+    return dataclasses.replace(
+        job, **{s: dataclasses.replace(getattr(job, s), **fields) for s, fields in sections.items()}
+    )
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -143,6 +328,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value, f"{where}.{name}")
         elif isinstance(default, tuple):
+            if not isinstance(value, list | tuple):
+                raise FormatError(f"expected a list, got {value!r}", f"{where}.{name}")
             kwargs[name] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
         else:
             kwargs[name] = value

@@ -77,10 +77,10 @@ def test_health_reflection_and_metrics(detector) -> None:
         (
             {
                 "frames": [1],
-                "settings": settings_pb2.JobSettings(detect=settings_pb2.DetectSettings(backend=7)),
+                "settings": settings_pb2.JobSettings(detect=settings_pb2.DetectSettings(conf=1.5)),
             },
             grpc.StatusCode.INVALID_ARGUMENT,
-            "settings.detect.backend: unknown DetectBackend value 7",
+            "settings.detect.conf: must be in (0.0, 1.0), got 1.5",
         ),
         (
             {

@@ -1,6 +1,7 @@
 """Job settings and action lists through their proto messages: every field survives the round trip (so the
 services get the very settings the embedded runner gets), unset fields mean defaults, and bad values are
-FormatErrors that name the field."""
+FormatErrors that name the field. The deployment's fields (model files, backend, addresses) are not on the
+wire: settings that set one are refused on the way out."""
 
 import dataclasses
 import typing
@@ -18,6 +19,7 @@ from avaforge.proto_convert import (
     settings_to_proto,
 )
 from avaforge.settings import (
+    DEPLOYMENT_FIELDS,
     AutolabelSettings,
     ClipPlan,
     CutSettings,
@@ -31,6 +33,7 @@ from avaforge.settings import (
     TrackSettings,
     ViaSettings,
     digest,
+    job_part,
 )
 from avaforge.v1 import settings_pb2
 
@@ -85,7 +88,9 @@ def test_the_table_sets_every_field_away_from_its_default() -> None:
     assert [k for k in defaults if defaults[k] == table[k]] == []
 
 
-@pytest.mark.parametrize("settings", [PipelineSettings(), NON_DEFAULT], ids=["defaults", "non_default"])
+@pytest.mark.parametrize(
+    "settings", [PipelineSettings(), job_part(NON_DEFAULT)], ids=["defaults", "non_default"]
+)
 def test_settings_round_trip_exactly(settings: PipelineSettings) -> None:
     wire = settings_pb2.JobSettings.FromString(settings_to_proto(settings).SerializeToString())
     back = settings_from_proto(wire)
@@ -105,7 +110,10 @@ def _choice_fields() -> list[tuple[str, str, str]]:
             [(ClipPlan, f.name) for f in dataclasses.fields(ClipPlan)] if cls is CutSettings else []
         ):
             hint = typing.get_type_hints(owner)[name]
-            if typing.get_origin(hint) is typing.Literal:
+            if (
+                typing.get_origin(hint) is typing.Literal
+                and f"{section.name}.{name}" not in DEPLOYMENT_FIELDS
+            ):
                 out += [(section.name, name, choice) for choice in typing.get_args(hint)]
     return out
 
@@ -124,15 +132,16 @@ def test_every_choice_has_an_enum_value(section: str, name: str, choice: str) ->
 def test_the_messages_mirror_the_dataclasses_field_by_field() -> None:
     """A settings field added without its proto field (or the other way round) fails here."""
 
-    def check(cls: type, desc: Descriptor) -> None:
-        assert [f.name for f in dataclasses.fields(cls)] == sorted(
+    def check(cls: type, desc: Descriptor, path: str = "") -> None:
+        job_fields = [f for f in dataclasses.fields(cls) if f"{path}{f.name}" not in DEPLOYMENT_FIELDS]
+        assert [f.name for f in job_fields] == sorted(
             desc.fields_by_name, key=lambda n: desc.fields_by_name[n].number
         ), cls
         hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
+        for f in job_fields:
             field = desc.fields_by_name[f.name]
             if dataclasses.is_dataclass(hints[f.name]):
-                check(hints[f.name], field.message_type)
+                check(hints[f.name], field.message_type, f"{path}{f.name}.")
             elif typing.get_origin(hints[f.name]) is typing.Literal:
                 values = [v.name for v in field.enum_type.values if v.number]
                 assert len(values) == len(typing.get_args(hints[f.name])), f.name
@@ -145,23 +154,34 @@ def test_the_messages_mirror_the_dataclasses_field_by_field() -> None:
 def test_unset_fields_take_their_defaults_and_zero_is_not_unset() -> None:
     assert settings_from_proto(settings_pb2.JobSettings()) == PipelineSettings()
     partial = settings_pb2.JobSettings(
-        detect=settings_pb2.DetectSettings(conf=0.0, backend=settings_pb2.DETECT_BACKEND_ULTRALYTICS),
+        proposals=settings_pb2.ProposalSettings(min_score=0.0),
         schedule=settings_pb2.ScheduleSettings(margin_end_s=0.0),
     )
     assert settings_from_proto(partial) == PipelineSettings(
-        detect=DetectSettings(conf=0.0, backend="ultralytics"), schedule=ScheduleSettings(margin_end_s=0.0)
+        proposals=ProposalSettings(min_score=0.0), schedule=ScheduleSettings(margin_end_s=0.0)
     )
 
 
 def test_settings_from_a_file_with_whole_numbers_still_compare_equal() -> None:
-    loaded = PipelineSettings.from_dict({"detect": {"conf": 1}, "cut": {"plan": {"segments": [[0, 4]]}}})
+    loaded = PipelineSettings.from_dict(
+        {"imports": {"match_iou": 1}, "cut": {"plan": {"segments": [[0, 4]]}}}
+    )
     assert settings_from_proto(settings_to_proto(loaded)) == loaded
 
 
 @pytest.mark.parametrize(
     ("settings", "where", "message"),
     [
-        (PipelineSettings(detect=DetectSettings(backend="tensorrt")), "settings.detect.backend", "one of"),
+        (
+            PipelineSettings(detect=DetectSettings(backend="tensorrt")),
+            "settings.detect.backend",
+            "set by the deployment",
+        ),
+        (
+            PipelineSettings(detect=DetectSettings(weights="/tmp/evil.pt")),
+            "settings.detect.weights",
+            "set by the deployment",
+        ),
         (PipelineSettings(detect=DetectSettings(conf="high")), "settings.detect.conf", "expected a number"),
         (PipelineSettings(cut=CutSettings(crf=True)), "settings.cut.crf", "expected an integer"),
         (PipelineSettings(cut=CutSettings(crf=2**40)), "settings.cut.crf", "does not fit"),
@@ -185,12 +205,10 @@ def test_bad_settings_name_the_field(settings: PipelineSettings, where: str, mes
 
 
 def test_an_unknown_enum_number_names_the_field() -> None:
-    msg = settings_pb2.JobSettings(track=settings_pb2.TrackSettings(embedder=9))
+    msg = settings_pb2.JobSettings(cut=settings_pb2.CutSettings(plan=settings_pb2.ClipPlan(mode=9)))
     with pytest.raises(FormatError) as exc:
         settings_from_proto(msg)
-    assert (
-        exc.value.where == "settings.track.embedder" and "unknown TrackEmbedder value 9" in exc.value.message
-    )
+    assert exc.value.where == "settings.cut.plan.mode" and "unknown ClipMode value 9" in exc.value.message
 
 
 ACTIONS = {"groups": {"body": ["stand", {"name": "sit", "id": 5}, "walk"], "head": ["talk", "hand up"]}}

@@ -14,6 +14,7 @@ Files are the keyframe images ``{video_id}_{second:04d}.jpg``; parsing maps a re
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -199,6 +200,10 @@ def load_project_json(data: bytes | str, where: str) -> dict[str, Any]:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FormatError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", where) from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise FormatError(f"not a usable JSON file: {exc}", where) from None
+    except RecursionError:
+        raise FormatError("not a usable JSON file: nested too deeply", where) from None
     if not isinstance(obj, dict):
         raise FormatError(f"top level is a JSON {type(obj).__name__}, expected a VIA 3 project object", where)
     if "_via_img_metadata" in obj or "_via_settings" in obj:
@@ -234,7 +239,7 @@ def parse_project(
     width, height = image_size
     attr_kinds = _attribute_kinds(obj["attribute"], actions, where)
     files = obj["file"]
-    fname_re = re.compile(re.escape(video_id) + r"_(\d{4,})\.jpg")
+    fname_re = re.compile(re.escape(video_id) + r"_([0-9]{4,9})\.jpg")  # ASCII digits only
     allowed = set(seconds) if seconds is not None else None
 
     view_second: dict[str, tuple[str, int]] = {}
@@ -290,7 +295,7 @@ def _attribute_kinds(
             continue
         mapping: dict[str, int] = {}
         for opt_id, opt_name in options.items():
-            action = by_id.get(int(opt_id)) if str(opt_id).isdigit() else None
+            action = by_id.get(int(opt_id)) if ascii_int(opt_id) else None
             if action is None or action.name != opt_name:
                 kinds[aid] = "foreign"
                 break
@@ -304,7 +309,7 @@ def _rectangle(xy: Any, z: Any, width: int, height: int, where: str) -> tuple[fl
     if not isinstance(xy, list) or not xy:
         kind = "a temporal segment" if z else "a region without shape"
         raise FormatError(f"{kind}, expected a rectangle", where)
-    if xy[0] != SHAPE_RECT:
+    if xy[0] != SHAPE_RECT or isinstance(xy[0], bool):
         names = {
             1: "point",
             3: "circle",
@@ -315,12 +320,16 @@ def _rectangle(xy: Any, z: Any, width: int, height: int, where: str) -> tuple[fl
             8: "extreme rectangle",
             9: "extreme circle",
         }
-        raise FormatError(
-            f"shape is a {names.get(xy[0], f'shape {xy[0]!r}')}, only rectangles are allowed", where
-        )
+        name = names.get(xy[0]) if isinstance(xy[0], int) and not isinstance(xy[0], bool) else None
+        raise FormatError(f"shape is a {name or f'shape {xy[0]!r}'}, only rectangles are allowed", where)
     if len(xy) != 5 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in xy[1:]):
         raise FormatError(f"rectangle {xy!r} must be [2, x, y, w, h] numbers", where)
-    x, y, w, h = (float(v) for v in xy[1:])
+    try:
+        x, y, w, h = (float(v) for v in xy[1:])
+    except OverflowError:  # an integer beyond any float
+        raise FormatError(f"rectangle {xy!r} has a coordinate too large for a number", where) from None
+    if not all(math.isfinite(v) for v in (x, y, w, h)):  # NaN/Infinity: Python's json reads them
+        raise FormatError(f"rectangle {xy!r} has a coordinate that is not a finite number", where)
     if w <= 0 or h <= 0:
         raise FormatError(f"rectangle has non-positive size {w}x{h}", where)
     tol = EDGE_TOLERANCE_PX
@@ -333,6 +342,11 @@ def _rectangle(xy: Any, z: Any, width: int, height: int, where: str) -> tuple[fl
     if x2 <= x1 or y2 <= y1:
         raise FormatError("box is empty after clipping to the image", where)
     return (x1, y1, x2, y2)
+
+
+def ascii_int(text: Any, max_digits: int = 9) -> bool:
+    """An id typed by a person: ASCII digits only (``str.isdigit`` also takes "²", which ``int`` refuses)."""
+    return isinstance(text, str) and re.fullmatch(f"[0-9]{{1,{max_digits}}}", text) is not None
 
 
 def _region_values(

@@ -60,7 +60,11 @@ class Tracks:
 
     @classmethod
     def load(cls, path: str | Path) -> Tracks:
-        data = json.loads(Path(path).read_text())["frames"]
+        return cls.from_bytes(Path(path).read_bytes())
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Tracks:
+        data = json.loads(raw)["frames"]
         out = {}
         for f, rows in data.items():
             arr = np.array(rows, dtype=np.float64).reshape(-1, 6)

