@@ -244,8 +244,8 @@ def test_outside_a_queue_item_nothing_is_cancelled(videos: Path) -> None:
     """The embedded runner has no token: the checks are no-ops and a probe runs as before."""
     assert not cancel.requested()
     cancel.check()
-    info = ffmpeg_run.probe(str(videos / "handshake_2p_1080p_2.6s.mp4"))
-    assert info["streams"][0]["width"] == 1920  # the shared video is 1080p (its name says so)
+    info = ffmpeg_run.probe(str(videos / "people_1080p_vfr_2.6s.mp4"))
+    assert info["streams"][0]["width"] == 1920  # tests/media.py upscales this crop to 1080p
 
 
 def test_an_item_whose_every_worker_died_is_dead_lettered_and_fails_its_training_job(server) -> None:

@@ -20,7 +20,7 @@ from devstack.servers import nats_server
 from services.common import jobs
 from services.common.worker import Context, work
 from services.gateway.__main__ import start
-from tests.conftest import ffmpeg
+from tests.media import ffmpeg
 from tests.stage_workers import HANDLERS, LoopThread
 
 pytestmark = pytest.mark.slow
@@ -39,14 +39,14 @@ def test_cancel_during_ingest_stops_ffmpeg_and_queues_nothing_more(
 ) -> None:
     caplog.set_level(logging.INFO, "avaforge.queue")
     _, store = s3
-    # 60 s of video (the 10 s basketball clip 6 times, stream copy) in 10 s windows: 6 clips, cut one after
+    # 60 s of video (the 10 s people clip 6 times, stream copy) in 10 s windows: 6 clips, cut one after
     # the other by one ingest item, so a cancel lands while ffmpeg cuts one of them
-    long_video = tmp_path / "basketball_x6.mp4"
+    long_video = tmp_path / "people_x6.mp4"
     ffmpeg(
         "-stream_loop",
         "5",
         "-i",
-        str(videos / "basketball_2p_29.97fps_10s.mp4"),
+        str(videos / "people_29.97fps_10s.mp4"),
         "-c",
         "copy",
         str(long_video),

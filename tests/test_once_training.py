@@ -94,15 +94,15 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(s3, tmp_path_factory: pytest.TempPathFactory, basketball_rawframes: Path):  # type: ignore[no-untyped-def]
+def cluster(s3, tmp_path_factory: pytest.TempPathFactory, people_rawframes: Path):  # type: ignore[no-untyped-def]
     server, store = s3
     tmp = tmp_path_factory.mktemp("once_training")
     layout = DatasetLayout(
-        write_demo_dataset(tmp / "dataset", basketball_rawframes, {"train": ["a"], "val": ["b"]})
+        write_demo_dataset(tmp / "dataset", people_rawframes, {"train": ["a"], "val": ["b"]})
     )
     for link in layout.rawframes.iterdir():  # real files in the uploaded dataset
         link.unlink()
-        shutil.copytree(basketball_rawframes, link)
+        shutil.copytree(people_rawframes, link)
     dataset = ref_to_proto(store.put("datasets", pack_tree(layout.root), ".tar"))
     nats = nats_server(tmp / "nats").start()
     env = {
