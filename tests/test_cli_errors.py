@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 ACTIONS = {"groups": {"body": ["stand", "walk"], "hands": ["wave"]}}
 PLAN = PipelineSettings(cut=CutSettings(plan=ClipPlan(mode="explicit", segments=((0.0, 7.0),))))
-VIDEO_NAMES = ("people_29.97fps_10s.mp4", "basketball_2p_29.97fps_10s.mp4")  # tests/media.py's, else shared's
+VIDEO_NAMES = ("people_29.97fps_10s.mp4",)  # tests/media.py
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from services.gateway.__main__ import start
 from tests.stage_workers import LoopThread
 
 ACTIONS = {"groups": {"body": ["stand", "walk"]}}
-VIDEO = "handshake_2p_1080p_2.6s.mp4"
+VIDEO = "people_1080p_vfr_2.6s.mp4"  # tests/media.py: the shortest test video
 
 
 @pytest.fixture

@@ -267,7 +267,7 @@ def test_video_duration_and_resolution_limits_are_checked_before_cutting(
     from services.ingest.handlers import plan
 
     _, store = s3
-    name = "handshake_2p_1080p_2.6s.mp4"  # 1920x1080, 2.6 s (its name says so; ffprobe agrees)
+    name = "people_1080p_vfr_2.6s.mp4"  # 1920x1080, 2.6 s (tests/media.py: a 4x upscale of a vtest crop)
     ref = store.put_file("videos", videos / name, ".mp4")
     cache = LocalCache(store, tmp_path / "cache")
     assert len(plan(cache, ref, name, PipelineSettings())) == 1  # the defaults accept it

@@ -38,8 +38,8 @@ pytestmark = pytest.mark.slow
 ACTIONS = {"groups": {"body": ["stand", "walk"], "hands": ["wave"]}}
 # The first 7 s of a test video: labelled seconds 2..5 with the default 2 s margins, people on each keyframe.
 PLAN = PipelineSettings(cut=CutSettings(plan=ClipPlan(mode="explicit", segments=((0.0, 7.0),))))
-# The 29.97 fps video with people: tests/media.py's vtest crop once that branch lands, else ../shared's.
-VIDEO_NAMES = ("people_29.97fps_10s.mp4", "basketball_2p_29.97fps_10s.mp4")
+# The 29.97 fps video with people: a vtest crop of tests/media.py.
+VIDEO_NAMES = ("people_29.97fps_10s.mp4",)  # tests/media.py
 EMBEDDED_EXAMPLES = 1000
 GATEWAY_EXAMPLES = 300  # each one is a gRPC call with KV and S3 reads; 1,000 took too long on 2 shared cores
 
