@@ -266,7 +266,9 @@ def test_an_item_whose_every_worker_died_is_dead_lettered_and_fails_its_training
 
     async def main():  # type: ignore[no-untyped-def]
         q = await WorkQueue.connect(url)
-        await jobs.put(q, "train.0123456789ab", {"job_id": "0123456789ab", "iters": 10, "cancel": False})
+        dataset = {"bucket": "artifacts", "key": "datasets/x.tar", "digest": "0" * 64, "size": 1}
+        spec = {"job_id": "0123456789ab", "iters": 10, "preset": "tiny", "dataset": dataset, "cancel": False}
+        await jobs.put(q, "train.0123456789ab", spec)  # a spec as StartTraining writes it
         await jobs.put(q, "train.0123456789ab.progress", {"iter": 3})  # it was running when its worker died
         await q.submit("train", {"job": "0123456789ab"}, msg_id="train.0123456789ab")
         from nats.js import api
