@@ -26,7 +26,7 @@ from avaforge.storage import ArtifactRef
 from avaforge.v1 import common_pb2, stages_pb2
 from devstack.servers import nats_server
 from services.common import jobs
-from services.common.convert import ref_to_proto
+from services.common.convert import ref_from_proto, ref_to_proto
 from services.trainer.servicer import TrainerServicer, training_job
 from tests.conftest import CREDS, REPO, write_demo_dataset
 
@@ -177,7 +177,7 @@ def test_a_cancelled_training_stops_and_stores_nothing(cluster: Cluster) -> None
     assert time.monotonic() - at < 60  # the worker polls every 0.5 s; an iteration takes well under 1 s
     assert done.progress[0].done < 100_000
     assert cluster.fact(f"train.{job_id}.result") is None and cluster.fact(f"train.{job_id}.error") is None
-    assert cluster.store.exists(ArtifactRef(**json.loads(done.settings_json)["dataset"]))
+    assert cluster.store.exists(ref_from_proto(done.training.dataset))
     assert [(ev, d) for ev, d, *_ in cluster.settled_trail(job_id, 2)] == [("taken", 1), ("acked", 1)]
 
 
