@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from avaforge.archive import unpack_tree
+from avaforge.channel import open_channel
 from avaforge.formats.actions import ActionList
 from avaforge.proto_convert import actions_to_proto, settings_to_proto
 from avaforge.settings import PipelineSettings
@@ -18,8 +17,20 @@ CHUNK = 1 << 20
 
 
 class GatewayClient:
-    def __init__(self, target: str, timeout_s: float = 600.0) -> None:
-        self.channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20)])
+    """``ca``: the CA certificate (path or PEM) the gateway's certificate is checked against (None: plaintext,
+    loopback only); ``token``: this principal's bearer token, sent on every call."""
+
+    def __init__(
+        self,
+        target: str,
+        timeout_s: float = 600.0,
+        ca: str | Path | bytes | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.target = target
+        self.channel = open_channel(
+            target, ca, token, options=[("grpc.max_receive_message_length", 64 << 20)]
+        )
         self.stub = gateway_pb2_grpc.GatewayServiceStub(self.channel)
         self.timeout_s = timeout_s
 
