@@ -169,6 +169,23 @@ def check_bind(address: str, security: ServerSecurity) -> None:
         )
 
 
+_URL_SAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-")
+
+
+def nats_url(env: Mapping[str, str] = os.environ) -> str:
+    """``AVAFORGE_NATS_URL`` with this service's own NATS user (``AVAFORGE_NATS_USER`` and
+    ``AVAFORGE_NATS_PASSWORD``, from its Secret in Kubernetes) put into it; nats-py reads them from the URL
+    without unquoting, so they must be URL-safe (hex or token_urlsafe)."""
+    url = env.get("AVAFORGE_NATS_URL", "nats://127.0.0.1:4222")
+    user, password = env.get("AVAFORGE_NATS_USER"), env.get("AVAFORGE_NATS_PASSWORD")
+    if not user:
+        return url
+    if not password or not set(user + password) <= _URL_SAFE:
+        raise ValueError("AVAFORGE_NATS_USER and AVAFORGE_NATS_PASSWORD: both, of letters, digits, ._~- only")
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{user}:{password}@{rest}"
+
+
 def bearer(metadata: Any) -> str | None:
     for key, value in metadata or ():
         if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
