@@ -283,3 +283,43 @@ def test_tokens_are_stored_hashed_and_reloaded_when_the_file_changes(tmp_path: P
     tokens_file.write_text(json.dumps({auth.token_hash(dave): {"principal": "dave", "role": "root"}}))
     with pytest.raises(ValueError, match="role"):
         auth.Tokens(tokens_file)
+
+
+def test_each_service_connects_to_nats_as_its_own_user(tmp_path: Path) -> None:
+    """As the dev overlay's NATS config does: users per service, no anonymous client; ``auth.nats_url``
+    puts the service's user (AVAFORGE_NATS_USER/_PASSWORD) into the URL the queue connects with."""
+    from devstack.servers import Server, _binary, free_port
+
+    port = free_port()
+    conf = tmp_path / "nats.conf"
+    conf.write_text(
+        f'listen: "127.0.0.1:{port}"\njetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+        'authorization { users = [ {user: "gateway", password: $NATS_GATEWAY_PASSWORD} ] }\n'
+    )
+    password = auth.new_token()
+    server = Server(
+        "nats", [_binary("nats-server"), "-c", str(conf)], port, tmp_path, {"NATS_GATEWAY_PASSWORD": password}
+    ).start()
+    base = {"AVAFORGE_NATS_URL": f"nats://127.0.0.1:{port}"}
+
+    async def connects(env: dict[str, str]) -> bool:
+        try:
+            queue = await asyncio.wait_for(WorkQueue.connect(auth.nats_url(env)), 5)
+        except Exception:  # refused (nats-py's own error types) or never let in
+            return False
+        await queue.close()
+        return True
+
+    try:
+        assert auth.nats_url(base) == f"nats://127.0.0.1:{port}"
+        assert asyncio.run(
+            connects({**base, "AVAFORGE_NATS_USER": "gateway", "AVAFORGE_NATS_PASSWORD": password})
+        )
+        assert not asyncio.run(connects(base))  # anonymous
+        assert not asyncio.run(
+            connects({**base, "AVAFORGE_NATS_USER": "gateway", "AVAFORGE_NATS_PASSWORD": "x"})
+        )
+    finally:
+        server.stop()
+    with pytest.raises(ValueError, match="letters, digits"):
+        auth.nats_url({**base, "AVAFORGE_NATS_USER": "gateway", "AVAFORGE_NATS_PASSWORD": "a@b"})
