@@ -1,8 +1,9 @@
 """A local CA, a server certificate and bearer tokens for ``make up`` and the tests (PyPI ``cryptography``).
 
-    python -m devstack.certs DIR [NAME...]   # CA, server certificate for NAME... (localhost, 127.0.0.1)
+    python -m devstack.certs DIR [NAME...]   # CA + server certificate for NAME... (localhost, 127.0.0.1)
 
-Kubernetes takes its certificate from the operator (a Secret; README "Run on Kubernetes"), not from here.
+The command makes no tokens (``python -m services.common.auth token`` does). In Kubernetes the certificate is
+the operator's (a Secret; README "Run on Kubernetes"): from their CA, cert-manager, or this command.
 """
 
 from __future__ import annotations
@@ -173,6 +174,6 @@ if __name__ == "__main__":
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    made = make_credentials(Path(sys.argv[1]), names=sys.argv[2:] or LOCAL_NAMES)
-    print(f"{made.ca} {made.cert} {made.key} {made.tokens_file}", *sorted(made.tokens), file=sys.stdout)
+    made = make_credentials(Path(sys.argv[1]), {}, sys.argv[2:] or LOCAL_NAMES)
+    print(made.ca, made.cert, made.key)
     sys.exit(os.EX_OK)
