@@ -8,6 +8,7 @@ KV facts: ``train.<id>`` (spec, cancel flag), ``train.<id>.progress`` (iteration
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import tempfile
 from pathlib import Path
@@ -21,6 +22,9 @@ from services.common.worker import Context
 
 async def train_item(ctx: Context, p: dict[str, Any]) -> None:
     """Run one training job: the dataset from S3, mmaction2 in a thread, progress and cancel through KV."""
+    # The first import loads torch and mmaction2 (seconds, more under load): in a thread, or the loop stalls
+    # and the API and health RPCs beside it time out on NATS (nats: timeout).
+    await asyncio.to_thread(importlib.import_module, "avaforge.trainer.train")
     from avaforge.trainer.hooks import TrainingCancelled
     from avaforge.trainer.train import train
 
