@@ -163,6 +163,10 @@ def _cmd_remote(args: argparse.Namespace) -> int:
 def _add_remote_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("remote", help="use a running stack (gateway) instead of this machine")
     p.add_argument("--server", help="gateway HOST:PORT (default: $AVAFORGE_GATEWAY)")
+    p.add_argument(
+        "--ca", help="CA certificate (PEM) the gateway's TLS certificate is checked against ($AVAFORGE_CA)"
+    )
+    p.add_argument("--token", help="your bearer token ($AVAFORGE_TOKEN)")
     rs = p.add_subparsers(dest="remote", required=True)
     q = rs.add_parser("submit", help="upload videos and start a job")
     q.add_argument("videos", nargs="+")

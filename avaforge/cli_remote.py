@@ -20,7 +20,11 @@ def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     server = args.server or os.environ.get("AVAFORGE_GATEWAY")
     if not server:
         raise SystemExit("error: give --server HOST:PORT (or set AVAFORGE_GATEWAY)")
-    return GatewayClient(server)
+    ca = args.ca or os.environ.get("AVAFORGE_CA") or None
+    token = args.token or os.environ.get("AVAFORGE_TOKEN") or None
+    if ca and not Path(ca).is_file():
+        raise SystemExit(f"error: --ca {ca}: no such file")
+    return GatewayClient(server, ca=ca, token=token)
 
 
 def _line(job: common_pb2.Job) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from avaforge.archive import unpack_tree
+from avaforge.channel import open_channel
 from avaforge.formats.actions import ActionList
 from avaforge.proto_convert import actions_to_proto, settings_to_proto
 from avaforge.settings import PipelineSettings
@@ -37,9 +38,22 @@ def suggestions_beside(project: str | Path) -> Path | None:
 
 
 class GatewayClient:
-    def __init__(self, target: str, timeout_s: float = 600.0, reconnect_s: float = 600.0) -> None:
+    """``ca``: the CA certificate (path or PEM) the gateway's certificate is checked against (None: plaintext,
+    loopback only); ``token``: this principal's bearer token, sent on every call."""
+
+    def __init__(
+        self,
+        target: str,
+        timeout_s: float = 600.0,
+        ca: str | Path | bytes | None = None,
+        token: str | None = None,
+        reconnect_s: float = 600.0,
+    ) -> None:
         self.reconnect_s = reconnect_s
-        self.channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20)])
+        self.target = target
+        self.channel = open_channel(
+            target, ca, token, options=[("grpc.max_receive_message_length", 64 << 20)]
+        )
         self.stub = gateway_pb2_grpc.GatewayServiceStub(self.channel)
         self.timeout_s = timeout_s
 

@@ -7,6 +7,9 @@ up    starts nats-server (JetStream), the S3 server, Triton (the person detector
       bucket, and writes
       ``stack.env`` (endpoints and credentials, mode 0600) for clients: ``set -a; . .stack/stack.env``.
       S3 credentials come from AVAFORGE_S3_ACCESS_KEY / AVAFORGE_S3_SECRET_KEY, or are generated once.
+      Every gRPC port has TLS (a local CA and server certificate made once in ``.stack/auth/``) and takes
+      bearer tokens: ``user`` and ``admin`` for people (``.stack/auth/<name>.token``, mode 0600; in
+      ``stack.env`` as AVAFORGE_TOKEN and AVAFORGE_ADMIN_TOKEN, with AVAFORGE_CA), ``service`` for probes.
 down  stops what ``up`` started (SIGTERM, then SIGKILL).
 """
 
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from avaforge.detection.model_files import file_digest, onnx_model, resolve_weights
 from avaforge.storage import S3Store
+from devstack.certs import Credentials, load_credentials, make_credentials
 from devstack.servers import (
     S3Credentials,
     nats_server,
@@ -54,6 +58,11 @@ def _credentials(state: Path) -> S3Credentials:
     saved.write_text(json.dumps(creds.__dict__))
     saved.chmod(0o600)
     return creds
+
+
+def _auth(state: Path) -> Credentials:
+    """The stack's CA, server certificate and tokens: made on the first ``up``, kept for the next."""
+    return load_credentials(state / "auth") or make_credentials(state / "auth")
 
 
 def _commands(ports: dict[str, int]) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -151,6 +160,7 @@ def up() -> int:
     wait_model_ready(triton.port, "person_detector")
     store = S3Store(f"127.0.0.1:{s3.port}", creds.access_key, creds.secret_key)
     store.wait_ready()
+    auth = _auth(state)
     env = {
         "AVAFORGE_NATS_URL": f"nats://127.0.0.1:{nats.port}",
         "AVAFORGE_S3_ENDPOINT": f"127.0.0.1:{s3.port}",
@@ -160,11 +170,17 @@ def up() -> int:
         "AVAFORGE_TRITON_URL": f"127.0.0.1:{triton.port}",
     }
     gateway_port = ports["gateway"]
-    env["AVAFORGE_GATEWAY"] = f"127.0.0.1:{gateway_port}"
+    clients = {  # `avaforge remote` and GatewayClient read these (the user's token; the admin's beside it)
+        "AVAFORGE_GATEWAY": f"127.0.0.1:{gateway_port}",
+        "AVAFORGE_CA": str(auth.ca),
+        "AVAFORGE_TOKEN": auth.tokens["user"],
+        "AVAFORGE_ADMIN_TOKEN": auth.tokens["admin"],
+    }
     env_file = state / "stack.env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    env_file.touch(mode=0o600, exist_ok=True)
     env_file.chmod(0o600)
-    services = _start_services(state, env, ports)
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in {**env, **clients}.items()))
+    services = _start_services(state, {**env, **auth.server_env()}, ports)
     pids.update({name: proc.pid for name, proc in services.items()})
     (state / "pids.json").write_text(json.dumps(pids))
     wait_port(gateway_port, 120, services["gateway"], state / "gateway.log")
@@ -172,7 +188,7 @@ def up() -> int:
         f"up: nats {env['AVAFORGE_NATS_URL']}, S3 ({s3.name}) {env['AVAFORGE_S3_ENDPOINT']}, "
         f"triton {env['AVAFORGE_TRITON_URL']}"
     )
-    print(f"environment for clients: {env_file}")
+    print(f"environment for clients: {env_file} (AVAFORGE_CA, AVAFORGE_TOKEN, AVAFORGE_ADMIN_TOKEN)")
     return 0
 
 

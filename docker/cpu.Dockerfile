@@ -61,7 +61,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     YOLO_CONFIG_DIR=/tmp/ultralytics
 USER 10001:10001
 EXPOSE 50050 50051 50056 9100
-# Docker/podman; Kubernetes uses its native gRPC probes on the same health service.
+# Docker/podman; Kubernetes runs the same probe as an exec probe (TLS, the service token: AVAFORGE_TLS_CA, _TOKEN_FILE).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-m", "services.common.probe"]
 ENTRYPOINT ["python", "-m"]
 CMD ["services.gateway"]

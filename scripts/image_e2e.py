@@ -81,6 +81,7 @@ def main() -> int:
         "AVAFORGE_S3_SECRET_KEY": creds.secret_key,
         "AVAFORGE_METRICS_PORT": "0",  # host network: no two containers on one metrics port
         "AVAFORGE_S3_CREATE_BUCKET": "1",  # as in the overlays: the gateway makes the bucket of a fresh S3
+        "AVAFORGE_BIND": "127.0.0.1",  # host network, no TLS here: loopback only (services/common/auth.py)
     }
     started: dict[str, int] = {}
     t0 = time.monotonic()

@@ -22,8 +22,20 @@ sys.path.insert(0, str(ROOT))
 from services.common.catalog import DEPLOYABLES, METRICS_PORT, Deployable  # noqa: E402
 
 OUT = ROOT / "deploy" / "k8s" / "base" / "services.yaml"
-S3_SECRET = "avaforge-s3"  # created by the operator (README "Run on Kubernetes"), never rendered here
+# Secrets the operator creates (README "Run on Kubernetes"; templates in deploy/k8s/secrets), never rendered
+# here. Each service has its own S3 access key and NATS user: no root credential in pods.
+S3_SECRET = "avaforge-s3-{service}"
 S3_KEYS = ("access-key", "secret-key")
+NATS_SECRET = "avaforge-nats-{service}"  # key "password"; the user is the service's name
+AUTH_SECRET = "avaforge-auth"  # tls.crt, tls.key, ca.crt, tokens.json (hashes), service.token
+AUTH_DIR = "/etc/avaforge/auth"
+AUTH_ENV = {
+    "AVAFORGE_TLS_CERT": f"{AUTH_DIR}/tls.crt",
+    "AVAFORGE_TLS_KEY": f"{AUTH_DIR}/tls.key",
+    "AVAFORGE_TOKENS": f"{AUTH_DIR}/tokens.json",
+    "AVAFORGE_TLS_CA": f"{AUTH_DIR}/ca.crt",  # the probe checks the server's certificate with it
+    "AVAFORGE_TOKEN_FILE": f"{AUTH_DIR}/service.token",  # the probe calls as the service principal
+}
 TRITON_CLIENTS = {"detector", "worker-detect"}
 
 # requests / limits: cpu, memory. Workers that decode video or run models get more; APIs are thin.
@@ -57,21 +69,34 @@ def selector(d: Deployable) -> dict[str, str]:
     return {"app.kubernetes.io/name": d.name, "app.kubernetes.io/part-of": "avaforge"}
 
 
+def service_of(d: Deployable) -> str:
+    """The service folder a deployable runs (``services.<service>``): whose credentials it gets."""
+    return d.args[0].split(".")[1]
+
+
 def container(d: Deployable) -> dict[str, Any]:
     cpu_req, mem_req, cpu_lim, mem_lim = RESOURCES.get(d.name, DEFAULT_RESOURCES)
+    service = service_of(d)
     env = [
         {"name": "AVAFORGE_GRPC_PORT", "value": str(d.grpc_port)},
         {"name": "AVAFORGE_METRICS_PORT", "value": str(METRICS_PORT)},
         *({"name": k, "value": v} for k, v in sorted(d.env.items())),
+        *({"name": k, "value": v} for k, v in AUTH_ENV.items()),
         *(
             {
                 "name": f"AVAFORGE_S3_{key.upper().replace('-', '_')}",
-                "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": key}},
+                "valueFrom": {"secretKeyRef": {"name": S3_SECRET.format(service=service), "key": key}},
             }
             for key in S3_KEYS
         ),
+        {"name": "AVAFORGE_NATS_USER", "value": service},
+        {
+            "name": "AVAFORGE_NATS_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": NATS_SECRET.format(service=service), "key": "password"}},
+        },
     ]
-    probe = {"grpc": {"port": d.grpc_port}}
+    # exec, not Kubernetes' gRPC probe: that one speaks no TLS and sends no token
+    probe = {"exec": {"command": ["python", "-m", "services.common.probe", str(d.grpc_port)]}}
     return {
         "name": d.name,
         "image": f"avaforge-{d.image}",
@@ -85,8 +110,8 @@ def container(d: Deployable) -> dict[str, Any]:
         ],
         # startup: models load and S3/NATS connect before the health service answers
         "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 36},
-        "readinessProbe": {**probe, "periodSeconds": 10, "timeoutSeconds": 3},
-        "livenessProbe": {**probe, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 3},
+        "readinessProbe": {**probe, "periodSeconds": 10, "timeoutSeconds": 5},
+        "livenessProbe": {**probe, "periodSeconds": 20, "timeoutSeconds": 10, "failureThreshold": 3},
         "resources": {
             "requests": {"cpu": cpu_req, "memory": mem_req},
             "limits": {"cpu": cpu_lim, "memory": mem_lim},
@@ -99,6 +124,7 @@ def container(d: Deployable) -> dict[str, Any]:
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "cache", "mountPath": "/var/cache/avaforge"},
+            {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
         ],
     }
 
@@ -135,6 +161,8 @@ def deployment(d: Deployable) -> dict[str, Any]:
                     "volumes": [
                         {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
                         {"name": "cache", "emptyDir": {"sizeLimit": "20Gi"}},
+                        # readable by the pod's group (fsGroup) only
+                        {"name": "auth", "secret": {"secretName": AUTH_SECRET, "defaultMode": 0o440}},
                     ],
                 },
             },

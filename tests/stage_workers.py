@@ -13,6 +13,7 @@ from avaforge.queue import RetryPolicy, WorkQueue
 from services.common import runtime
 from services.common.runtime import Registration
 from services.common.worker import Context, Handler
+from tests.credentials import security
 
 # every stage's queue handler, from the service that runs it (as avaforge.pipeline assigns them)
 HANDLERS: dict[str, Handler] = {
@@ -63,12 +64,15 @@ class LoopThread:
 
 
 class BackgroundServer:
-    """A service's gRPC API (``services.common.runtime.serve``) on loopback in a background loop, for tests
-    that call it with blocking stubs."""
+    """A service's gRPC API (``services.common.runtime.serve``) on loopback in a background loop, with the
+    test TLS and tokens (``tests.credentials.channel(port)`` calls it), for tests that call it with blocking
+    stubs."""
 
     def __init__(self, service: str, registrations: list[Registration], metrics_port: int = 0) -> None:
         self._loop = LoopThread()
-        self.running = self._loop.run(runtime.serve(service, registrations, 0, metrics_port, "127.0.0.1"))
+        self.running = self._loop.run(
+            runtime.serve(service, registrations, 0, metrics_port, "127.0.0.1", security=security())
+        )
         self.port = self.running.port
 
     def stop(self, grace_s: float = 1) -> None:

@@ -70,8 +70,8 @@ def test_every_kustomization_renders_and_validates_strictly() -> None:
 def test_validator_rejects_unknown_fields_wrong_types_and_bad_keda(rendered) -> None:  # type: ignore[no-untyped-def]
     gpu = rendered["gpu"]
     dep = json.loads(json.dumps(_get(gpu, "Deployment", PREFIX + "gateway")))
-    dep["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["grpc"]["portt"] = 1
-    assert any("'portt' was unexpected" in e for e in kv.validate(dep))
+    dep["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["exec"]["commandd"] = ["true"]
+    assert any("'commandd' was unexpected" in e for e in kv.validate(dep))
     dep = json.loads(json.dumps(_get(gpu, "Deployment", PREFIX + "gateway")))
     dep["spec"]["replicas"] = "two"
     assert kv.validate(dep)
@@ -129,8 +129,33 @@ def test_every_service_has_deployment_service_probes_and_the_codes_port(overlay,
         assert _subset(d.env, env)
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
         assert ports == {"grpc": d.grpc_port, "metrics": catalog.METRICS_PORT}
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert c[probe]["grpc"]["port"] == d.grpc_port, (d.name, probe)
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):  # exec: TLS and the service token
+            assert c[probe]["exec"]["command"] == [
+                "python",
+                "-m",
+                "services.common.probe",
+                str(d.grpc_port),
+            ], (d.name, probe)
+        # TLS and tokens from the mounted Secret avaforge-auth; the service's own S3 key and NATS user
+        service = d.args[0].split(".")[1]
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        assert volumes[mounts["/etc/avaforge/auth"]]["secret"]["secretName"] == "avaforge-auth"
+        for key, file in (
+            ("AVAFORGE_TLS_CERT", "tls.crt"),
+            ("AVAFORGE_TLS_KEY", "tls.key"),
+            ("AVAFORGE_TOKENS", "tokens.json"),
+            ("AVAFORGE_TLS_CA", "ca.crt"),
+            ("AVAFORGE_TOKEN_FILE", "service.token"),
+        ):
+            assert env[key] == f"/etc/avaforge/auth/{file}", (d.name, key)
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "valueFrom" in e}
+        assert refs == {
+            "AVAFORGE_S3_ACCESS_KEY": f"avaforge-s3-{service}",
+            "AVAFORGE_S3_SECRET_KEY": f"avaforge-s3-{service}",
+            "AVAFORGE_NATS_PASSWORD": f"avaforge-nats-{service}",
+        }, d.name
+        assert env["AVAFORGE_NATS_USER"] == service
         assert c["resources"]["requests"] and c["resources"]["limits"]
         svc = _get(res, "Service", PREFIX + d.name)
         assert _subset(svc["spec"]["selector"], pod["metadata"]["labels"])
@@ -225,8 +250,8 @@ def test_no_secret_in_the_repository_carries_a_value(rendered) -> None:  # type:
                 secrets.append(doc)
                 values = {**doc.get("stringData", {}), **doc.get("data", {})}
                 assert values and all(v.startswith("${") and v.endswith("}") for v in values.values()), path
-    (template,) = secrets
-    keys = set(template["stringData"])
+    templates = {(s["metadata"]["name"], k) for s in secrets for k in s["stringData"]}
+    assert ("avaforge-auth", "tokens.json") in templates
     for res in rendered.values():
         refs = [
             e["valueFrom"]["secretKeyRef"]
@@ -236,9 +261,16 @@ def test_no_secret_in_the_repository_carries_a_value(rendered) -> None:  # type:
             for e in c.get("env", [])
             if "secretKeyRef" in e.get("valueFrom", {})
         ]
-        assert refs and {(r["name"], r["key"]) for r in refs} <= {
-            (template["metadata"]["name"], k) for k in keys
-        }
+        assert refs and {(r["name"], r["key"]) for r in refs} <= templates
+        # no avaforge pod gets MinIO's root user
+        assert not [
+            r
+            for r in res
+            if r["kind"] == "Deployment"
+            for c in r["spec"]["template"]["spec"]["containers"]
+            for e in c.get("env", [])
+            if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "avaforge-s3-root"
+        ]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

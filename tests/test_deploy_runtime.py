@@ -160,6 +160,7 @@ def test_gateway_process_creates_its_bucket_when_asked(s3, tmp_path: Path) -> No
     from avaforge.storage import S3Store
     from devstack.servers import free_port, nats_server, wait_port
     from tests.conftest import CREDS
+    from tests.credentials import server_env
 
     server, _ = s3
     nats = nats_server(tmp_path / "nats").start()
@@ -175,6 +176,7 @@ def test_gateway_process_creates_its_bucket_when_asked(s3, tmp_path: Path) -> No
         "AVAFORGE_S3_CREATE_BUCKET": "1",
         "AVAFORGE_GRPC_PORT": str(port),
         "AVAFORGE_METRICS_PORT": "0",
+        **server_env(),  # it binds 0.0.0.0: TLS and tokens; the probe calls with the service token
     }
     store = S3Store(f"127.0.0.1:{server.port}", CREDS.access_key, CREDS.secret_key, bucket)
     assert not store.client.bucket_exists(bucket)
@@ -182,7 +184,7 @@ def test_gateway_process_creates_its_bucket_when_asked(s3, tmp_path: Path) -> No
     try:
         wait_port(port, 60, proc)
         probe = subprocess.run(
-            [sys.executable, "-m", "services.common.probe", str(port)], capture_output=True
+            [sys.executable, "-m", "services.common.probe", str(port)], capture_output=True, env=env
         )
         assert probe.returncode == 0
         assert store.client.bucket_exists(bucket)

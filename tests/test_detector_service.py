@@ -17,6 +17,7 @@ from devstack.servers import free_port
 from services.common.convert import ref_to_proto
 from services.common.process import Deps
 from services.detector.servicer import NAME, DetectorServicer
+from tests.credentials import channel as tls_channel
 from tests.stage_workers import BackgroundServer
 
 pytestmark = pytest.mark.slow
@@ -30,7 +31,7 @@ def detector(s3, tmp_path_factory: pytest.TempPathFactory, people_rawframes: Pat
     running = BackgroundServer(
         "detector", [(stages_pb2_grpc.add_DetectorServiceServicer_to_server, servicer, NAME)], mport
     )
-    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    channel = tls_channel(running.port)
     rawframes = store.put("rawframes", pack_dir(people_rawframes), ".tar")
     yield stages_pb2_grpc.DetectorServiceStub(channel), channel, ref_to_proto(rawframes), mport, store
     channel.close()

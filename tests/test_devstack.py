@@ -66,6 +66,7 @@ def test_make_up_and_down_start_and_stop_the_stack(tmp_path: Path) -> None:
         assert grpcclient.InferenceServerClient(values["AVAFORGE_TRITON_URL"]).is_model_ready(
             "person_detector"
         )
+        _assert_gateway_needs_tls_and_a_token(values, tmp_path / "stack")
     finally:
         down = _devstack("down", env)
     assert down.returncode == 0 and not (tmp_path / "stack" / "pids.json").exists()
@@ -74,6 +75,32 @@ def test_make_up_and_down_start_and_stop_the_stack(tmp_path: Path) -> None:
     # ONNX Runtime keeps one fixed-name session-id file in $TMPDIR (rewritten, never multiplied).
     assert sorted(p.name for p in scratch.iterdir() if p.name != ".ses") == []
     assert not any(glob.glob(pattern) for pattern in outside)
+
+
+def _assert_gateway_needs_tls_and_a_token(values: dict[str, str], state: Path) -> None:
+    """The stack's gateway speaks TLS with the CA and user token of stack.env; they are the owner's only."""
+    import grpc
+
+    from avaforge.client import GatewayClient
+    from avaforge.v1 import gateway_pb2
+
+    for name in ("user", "admin", "service"):
+        assert (state / "auth" / f"{name}.token").stat().st_mode & 0o077 == 0
+    assert (state / "auth" / "user.token").read_text().strip() == values["AVAFORGE_TOKEN"]
+    user = GatewayClient(
+        values["AVAFORGE_GATEWAY"], 30, ca=values["AVAFORGE_CA"], token=values["AVAFORGE_TOKEN"]
+    )
+    assert list(user.stub.ListJobs(gateway_pb2.ListJobsRequest(), timeout=30).jobs) == []
+    user.close()
+    for ca, token, code in (
+        (values["AVAFORGE_CA"], None, grpc.StatusCode.UNAUTHENTICATED),
+        (None, values["AVAFORGE_TOKEN"], grpc.StatusCode.UNAVAILABLE),  # plaintext against TLS
+    ):
+        anon = GatewayClient(values["AVAFORGE_GATEWAY"], 30, ca=ca, token=token)
+        with pytest.raises(grpc.RpcError) as err:
+            anon.stub.ListJobs(gateway_pb2.ListJobsRequest(), timeout=30)
+        assert err.value.code() == code
+        anon.close()
 
 
 def test_up_names_a_taken_port_and_starts_nothing(tmp_path: Path) -> None:

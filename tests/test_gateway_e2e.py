@@ -8,7 +8,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-from avaforge.client import GatewayClient
 from avaforge.dataset_layout import DatasetLayout
 from avaforge.formats.actions import ActionList
 from avaforge.proto_convert import actions_from_proto, actions_to_proto, settings_from_proto
@@ -19,6 +18,8 @@ from avaforge.v1 import common_pb2, gateway_pb2, settings_pb2
 from devstack.servers import nats_server
 from services.common.worker import Context, record_failure
 from services.gateway.__main__ import start
+from tests.credentials import client as tls_client
+from tests.credentials import credentials, security
 from tests.stage_workers import HANDLERS, LoopThread, start_stage_workers
 
 pytestmark = pytest.mark.slow
@@ -42,11 +43,11 @@ def stack(s3, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
         workers = await start_stage_workers(
             url, ctx, HANDLERS, stop, POLICY, on_dead=lambda d: record_failure(queue, d)
         )
-        server, port = await start(queue, store, 0, max_upload_mb=3)
+        server, port = await start(queue, store, 0, max_upload_mb=3, security=security())
         return queue, stop, workers, server, port
 
     queue, stop, workers, server, port = background.run(up())
-    client = GatewayClient(f"127.0.0.1:{port}", timeout_s=300)
+    client = tls_client(port, timeout_s=300)
     yield client, tmp, {"nats": nats}
     client.close()
 
@@ -190,8 +191,8 @@ def test_s3_down_retries_then_fails_the_job_in_bounded_time(videos: Path, tmp_pa
 
     async def main() -> tuple[common_pb2.Job, float]:
         queue = await WorkQueue.connect(f"nats://127.0.0.1:{nats.port}")
-        server, port = await start(queue, store, 0)
-        client = GatewayClient(f"127.0.0.1:{port}", timeout_s=60)
+        server, port = await start(queue, store, 0, security=security())
+        client = tls_client(port)
         job = await asyncio.to_thread(client.submit, [videos / "people_1080p_vfr_2.6s.mp4"], ACTIONS)
         s3.stop()
         began = time.monotonic()
@@ -230,17 +231,18 @@ def test_cli_remote_mode(stack, videos: Path, tmp_path: Path, capsys) -> None:
     from avaforge.cli import main
 
     client, _, _ = stack
-    server = client.channel._channel.target().decode()
+    creds = credentials()  # the CLI connects over TLS with the CA and alice's token, as flags
+    remote = ["remote", "--server", client.target, "--ca", str(creds.ca), "--token", creds.tokens["alice"]]
     actions = tmp_path / "actions.yaml"
     actions.write_text("groups:\n  body: [stand, walk]\n")
     video = str(videos / "people_1080p_vfr_2.6s.mp4")
-    assert main(["remote", "--server", server, "submit", video, "--actions", str(actions), "--watch"]) == 0
+    assert main([*remote, "submit", video, "--actions", str(actions), "--watch"]) == 0
     out = capsys.readouterr().out.splitlines()
     job_id = out[0]
     assert "awaiting_labels" in out[-1] and "ingest 1/1" in out[-1]
-    assert main(["remote", "--server", server, "via", job_id, "--out", str(tmp_path / "via")]) == 0
+    assert main([*remote, "via", job_id, "--out", str(tmp_path / "via")]) == 0
     assert (tmp_path / "via" / "people_1080p_vfr_2.6s.zip").exists()
-    assert main(["remote", "--server", server, "jobs"]) == 0
+    assert main([*remote, "jobs"]) == 0
     assert job_id in capsys.readouterr().out
 
 
@@ -256,12 +258,12 @@ def test_gateway_metrics_and_restart_keep_jobs(s3, videos: Path, tmp_path: Path)
 
     async def main() -> tuple[str, str]:
         queue = await WorkQueue.connect(f"nats://127.0.0.1:{nats.port}")
-        server, port = await start(queue, store, 0, metrics_port=mport)
-        client = GatewayClient(f"127.0.0.1:{port}", timeout_s=60)
+        server, port = await start(queue, store, 0, metrics_port=mport, security=security())
+        client = tls_client(port)
         job = await asyncio.to_thread(client.submit, [videos / "people_1080p_vfr_2.6s.mp4"], ACTIONS)
         await server.stop(1)  # the gateway goes away; its jobs live in JetStream KV
-        server, port = await start(queue, store, 0, metrics_port=0)
-        again = await asyncio.to_thread(GatewayClient(f"127.0.0.1:{port}", 60).get, job.job_id)
+        server, port = await start(queue, store, 0, metrics_port=0, security=security())
+        again = await asyncio.to_thread(tls_client(port).get, job.job_id)
         metrics = await asyncio.to_thread(
             lambda: urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics").read()
         )

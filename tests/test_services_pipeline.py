@@ -15,6 +15,8 @@ from avaforge.storage import ArtifactRef
 from devstack.servers import nats_server
 from services.common import jobs
 from services.common.worker import Context
+from tests.credentials import channel as tls_channel
+from tests.credentials import server_env
 from tests.stage_workers import start_stage_workers
 
 pytestmark = pytest.mark.slow
@@ -117,6 +119,7 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
         "AVAFORGE_S3_BUCKET": store.bucket,
         "AVAFORGE_ACK_WAIT_S": "4",
         "AVAFORGE_METRICS_PORT": "0",
+        **server_env(),  # the workers' health ports bind 0.0.0.0: TLS and tokens
     }
     from devstack.servers import free_port
 
@@ -166,10 +169,9 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
             await task
             await q.close()
         records = {k: await jobs.get(queue, k) for k in await jobs.keys(queue, "job2.")}
-        import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-        with grpc.insecure_channel(f"127.0.0.1:{health_port}") as channel:  # the surviving worker's probe
+        with tls_channel(health_port) as channel:  # the surviving worker's probe, as the service
             status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
         records["health"] = {"status": status.status}
         await queue.close()

@@ -20,6 +20,7 @@ from avaforge.storage import ArtifactRef
 from avaforge.v1 import stages_pb2, stages_pb2_grpc
 from services.common.convert import ref_from_proto, ref_to_proto
 from services.common.process import Deps
+from tests.credentials import channel as tls_channel
 from tests.stage_workers import BackgroundServer
 
 API_SERVICES = ("ingest", "detector", "tracker", "proposals", "via")
@@ -37,7 +38,7 @@ def test_stage_rpcs_reproduce_the_embedded_runner(s3, videos: Path, tmp_path: Pa
     for service in API_SERVICES:  # every stage API of the services, each as its own process would build it
         registrations += asyncio.run(importlib.import_module(f"services.{service}.servicer").api(deps))
     running = BackgroundServer("stages", registrations)
-    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    channel = tls_channel(running.port)
     try:
         health = health_pb2_grpc.HealthStub(channel)
         for _, _, name in registrations:

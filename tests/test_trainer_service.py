@@ -22,6 +22,8 @@ from services.common.worker import Context
 from services.trainer.handlers import train_item
 from services.trainer.servicer import NAME, TrainerServicer
 from tests.conftest import write_demo_dataset
+from tests.credentials import channel as tls_channel
+from tests.credentials import security
 from tests.stage_workers import LoopThread
 
 pytestmark = pytest.mark.slow
@@ -60,11 +62,12 @@ def trainer(s3, tmp_path_factory: pytest.TempPathFactory, people_rawframes: Path
             0,
             metrics_port=0,
             bind="127.0.0.1",
+            security=security(),
         )
         return queue, stop, worker, running.server, running.port
 
     queue, stop, worker, server, port = background.run(up())
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    channel = tls_channel(port, "alice")
 
     def read(key: str) -> dict:
         return background.run(jobs.get(queue, key), 30)

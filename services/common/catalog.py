@@ -1,7 +1,7 @@
 """Every deployable process of avaforge: what it runs, on which image, on which gRPC port.
 
 This table is the contract between the code and ``deploy/k8s``: the tests render the Kubernetes overlays and
-check that each entry has a Deployment running exactly this command, a Service, gRPC probes on this port and
+check that each entry has a Deployment running exactly this command, a Service, probes on this port and
 the image kind given here, and that every service folder and every stage of ``avaforge.pipeline`` has an
 entry.
 The processes' own defaults (``AVAFORGE_GRPC_PORT`` when unset) come from here too.

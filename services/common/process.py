@@ -15,7 +15,7 @@ from pathlib import Path
 
 from avaforge.queue import WorkQueue
 from avaforge.storage import S3Store
-from services.common import runtime, worker
+from services.common import auth, runtime, worker
 from services.common.cache import cache_dir
 from services.common.catalog import by_name
 
@@ -30,9 +30,7 @@ class Deps:
 
     async def queue(self) -> WorkQueue:
         if self._queue is None:
-            self._queue = await WorkQueue.connect(
-                os.environ.get("AVAFORGE_NATS_URL", "nats://127.0.0.1:4222")
-            )
+            self._queue = await WorkQueue.connect(auth.nats_url())  # this service's NATS user
         return self._queue
 
 

@@ -6,7 +6,9 @@ Servicers are ``async``; a servicer method that computes (ffmpeg, a model) runs 
 
 Environment: ``AVAFORGE_GRPC_PORT`` (default: the process's port in ``services/common/catalog.py``),
 ``AVAFORGE_METRICS_PORT`` (default 9100, 0 = off), ``AVAFORGE_GRACE_S`` (30), ``AVAFORGE_MAX_MESSAGE_MB``
-(64), ``AVAFORGE_BIND`` (the listen address, default 0.0.0.0), ``AVAFORGE_LOG_LEVEL``.
+(64), ``AVAFORGE_BIND`` (the listen address, default 0.0.0.0), ``AVAFORGE_LOG_LEVEL``, and TLS and tokens
+(``AVAFORGE_TLS_CERT``, ``AVAFORGE_TLS_KEY``, ``AVAFORGE_TOKENS``: ``services/common/auth.py``). Every RPC
+needs a bearer token when tokens are set; a non-loopback address is refused without TLS and tokens.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 
 from avaforge.formats.errors import FormatError
 from avaforge.storage import StorageError, StorageUnavailable
+from services.common.auth import AuthInterceptor, ServerSecurity, check_bind
 from services.common.catalog import METRICS_PORT
 
 
@@ -189,14 +192,20 @@ async def serve(
     metrics_port: int | None = None,
     bind: str | None = None,
     metrics: Metrics | None = None,
+    security: ServerSecurity | None = None,
 ) -> Running:
     """Start a grpc.aio server with ``registrations`` plus health and reflection; ``port`` 0 picks one.
-    Metrics are served on ``metrics_port`` (default $AVAFORGE_METRICS_PORT, then 9100; 0 = off)."""
+    Metrics are served on ``metrics_port`` (default $AVAFORGE_METRICS_PORT, then 9100; 0 = off).
+    ``security`` (default: from the environment) gives the port TLS and the tokens every call must carry."""
     metrics = metrics or Metrics.create()
+    security = security or ServerSecurity.from_env()
+    address = bind or os.environ.get("AVAFORGE_BIND", "0.0.0.0")
+    check_bind(address, security)
     max_bytes = int(float(os.environ.get("AVAFORGE_MAX_MESSAGE_MB", "64")) * 1024 * 1024)
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)],
-        interceptors=[ServiceInterceptor(service, metrics)],
+        # metrics first, so that refused calls are counted (code UNAUTHENTICATED)
+        interceptors=[ServiceInterceptor(service, metrics), AuthInterceptor(security.tokens)],
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -207,8 +216,10 @@ async def serve(
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    address = bind or os.environ.get("AVAFORGE_BIND", "0.0.0.0")
-    bound = server.add_insecure_port(f"{address}:{port}")
+    if security.tls:
+        bound = server.add_secure_port(f"{address}:{port}", security.credentials())
+    else:
+        bound = server.add_insecure_port(f"{address}:{port}")
     await server.start()
     mport = (
         metrics_port
@@ -217,7 +228,8 @@ async def serve(
     )
     if mport:
         start_http_server(mport, registry=metrics.registry)
-    logging.getLogger(f"avaforge.{service}").info(f"{service} serving on port {bound}")
+    mode = ("TLS" if security.tls else "plaintext") + (", tokens" if security.tokens else ", no tokens")
+    logging.getLogger(f"avaforge.{service}").info(f"{service} serving on {address}:{bound} ({mode})")
     return Running(server, bound, health_servicer, metrics)
 
 

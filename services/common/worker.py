@@ -35,7 +35,7 @@ from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.settings import PipelineSettings
 from avaforge.storage import ArtifactStore, S3Store
 from avaforge.tracking.embedder import Embedder, make_embedder
-from services.common import jobs, runtime
+from services.common import auth, jobs, runtime
 from services.common.artifacts import LocalCache
 from services.common.cache import cache_dir
 from services.common.deployment import DetectorPool, deployed_embedder
@@ -202,7 +202,7 @@ async def run(service: str, handlers: dict[str, Handler], stages: list[str]) -> 
     loop = asyncio.get_running_loop()
     for sig in (runtime.signal.SIGTERM, runtime.signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    queue = await WorkQueue.connect(os.environ.get("AVAFORGE_NATS_URL", "nats://127.0.0.1:4222"))
+    queue = await WorkQueue.connect(auth.nats_url())  # this service's NATS user, when set
     with cache_dir(service) as cache:
         ctx = Context.create(queue, S3Store.from_env(), cache)
         log.info(f"{service} worker for {sorted(chosen)} started")

@@ -13,6 +13,7 @@ import grpc
 from avaforge.queue import WorkQueue
 from avaforge.storage import ArtifactStore
 from avaforge.v1 import gateway_pb2, gateway_pb2_grpc
+from services.common.auth import ServerSecurity
 from services.common.limits import VideoLimits
 from services.common.process import Deps, main
 from services.common.runtime import Registration, serve
@@ -31,11 +32,22 @@ async def api(deps: Deps) -> list[Registration]:
 
 
 async def start(
-    queue: WorkQueue, store: ArtifactStore, port: int, max_upload_mb: float = 2048, metrics_port: int = 0
+    queue: WorkQueue,
+    store: ArtifactStore,
+    port: int,
+    max_upload_mb: float = 2048,
+    metrics_port: int = 0,
+    security: ServerSecurity | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """A gateway in this process, on loopback (tests and embedding); returns the server and its port."""
+    """A gateway in this process, on loopback (tests and embedding); returns the server and its port.
+    ``security``: TLS and tokens (default: from the environment)."""
     running = await serve(
-        "gateway", registrations(queue, store, max_upload_mb), port, metrics_port, "127.0.0.1"
+        "gateway",
+        registrations(queue, store, max_upload_mb),
+        port,
+        metrics_port,
+        "127.0.0.1",
+        security=security,
     )
     return running.server, running.port
 

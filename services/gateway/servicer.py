@@ -29,7 +29,7 @@ from avaforge.stages.track import Tracks
 from avaforge.stages.via_import import import_project, project_clip_id
 from avaforge.storage import ArtifactRef, ArtifactStore, StorageError
 from avaforge.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from services.common import jobs
+from services.common import auth, jobs
 from services.common.convert import ref_from_proto, ref_to_proto
 from services.gateway import lifecycle
 from services.gateway.streams import ChunkFeed, iterate_in_thread
@@ -116,6 +116,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         job_id = uuid.uuid4().hex[:12]
         spec = {
             "job_id": job_id,
+            "owner": auth.current().name,
             "created": time.time(),
             "videos": [ref_from_proto(v).to_dict() for v in request.videos],
             "filenames": list(request.filenames),
@@ -129,8 +130,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         return await self._job(job_id)
 
     async def _spec(self, job_id: str, context: grpc.aio.ServicerContext) -> dict[str, Any]:
+        """The job's spec, if the caller may see it: its owner, an admin or the service principal. Another
+        principal's job answers exactly as an unknown one (NOT_FOUND), so job ids cannot be probed."""
         spec = await jobs.get(self.queue, job_id) if re.fullmatch(r"[0-9a-f]{12}", job_id) else None
-        if spec is None:
+        if spec is None or not auth.current().owns(spec.get("owner")):
             await self._abort(context, grpc.StatusCode.NOT_FOUND, f"no job {job_id!r}")
         return spec  # type: ignore[return-value]
 
@@ -214,7 +217,8 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     async def ListJobs(self, request, context):  # type: ignore[no-untyped-def]
         ids = [k for k in await jobs.keys(self.queue, "") if "." not in k]
         specs = [await jobs.get(self.queue, k) for k in ids]
-        ordered = sorted((s for s in specs if s), key=lambda s: -s["created"])
+        caller = auth.current()
+        ordered = sorted((s for s in specs if s and caller.owns(s.get("owner"))), key=lambda s: -s["created"])
         if request.limit:
             ordered = ordered[: request.limit]
         return gateway_pb2.ListJobsResponse(jobs=[await self._job(s["job_id"]) for s in ordered])

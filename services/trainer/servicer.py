@@ -14,7 +14,7 @@ from avaforge.queue import WorkQueue
 from avaforge.storage import ArtifactRef, StorageError
 from avaforge.trainer.config import PRESETS
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
-from services.common import jobs
+from services.common import auth, jobs
 from services.common.convert import ref_from_proto, ref_to_proto
 from services.common.process import Deps
 from services.common.runtime import Registration
@@ -59,7 +59,7 @@ class TrainerServicer(stages_pb2_grpc.TrainerServiceServicer):
         spec = (
             await jobs.get(self.queue, f"train.{job_id}") if re.fullmatch(r"[0-9a-f]{12}", job_id) else None
         )
-        if spec is None:
+        if spec is None or not auth.current().owns(spec.get("owner")):  # another's job: as an unknown one
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no training job {job_id!r}")
         return spec  # type: ignore[return-value]
 
@@ -83,6 +83,7 @@ class TrainerServicer(stages_pb2_grpc.TrainerServiceServicer):
         job_id = uuid.uuid4().hex[:12]
         spec = {
             "job_id": job_id,
+            "owner": auth.current().name,
             "created": time.time(),
             "dataset": ref_from_proto(request.dataset).to_dict(),
             "preset": request.preset,
