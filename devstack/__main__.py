@@ -85,6 +85,7 @@ def _start_services(state: Path, env: dict[str, str], ports: dict[str, int]) -> 
         "AVAFORGE_CACHE_DIR": str(state / "cache"),
         "AVAFORGE_METRICS_PORT": "0",
         "AVAFORGE_BIND": "127.0.0.1",
+        "MALLOC_ARENA_MAX": "2",  # as in the images: streaming transfers reuse the memory they free
     }
     procs = {}
     for name, (args, extra) in _commands(ports).items():

@@ -58,7 +58,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     AVAFORGE_CACHE_DIR=/var/cache/avaforge \
     MPLCONFIGDIR=/tmp/matplotlib \
     YOLO_OFFLINE=1 \
-    YOLO_CONFIG_DIR=/tmp/ultralytics
+    YOLO_CONFIG_DIR=/tmp/ultralytics \
+    MALLOC_ARENA_MAX=2
 USER 10001:10001
 EXPOSE 50050 50051 50056 9100
 # Docker/podman; Kubernetes runs the same probe as an exec probe (TLS, the service token: AVAFORGE_TLS_CA, _TOKEN_FILE).

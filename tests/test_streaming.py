@@ -131,6 +131,10 @@ def _gateway(s3_port: int, nats_port: int, max_upload_mb: float, log: Path) -> t
         "AVAFORGE_METRICS_PORT": "0",
         "AVAFORGE_BIND": "127.0.0.1",
         "AVAFORGE_MAX_UPLOAD_MB": str(max_upload_mb),
+        # as in the images (docker/cpu.Dockerfile): two malloc arenas, not one per thread that streamed a
+        # chunk, so the memory a transfer frees is reused (peak 265-280 MB measured with it; 415 once without,
+        # under load)
+        "MALLOC_ARENA_MAX": "2",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.gateway"],
