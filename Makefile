@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export YOLO_OFFLINE := 1
 
-.PHONY: install test lint format relock clean demo bench bench-train learning-check up down protos \
+.PHONY: install test lint format relock clean demo bench bench-train learning-check soak up down protos \
 	k8s-validate k8s-manifests image-requirements images push-images image-cpu-local image-gpu-local
 
 install:  ## create .venv with everything pinned (apt ffmpeg, torch, mm stack, pipeline packages)
@@ -20,6 +20,9 @@ demo: install  ## vtest.avi (or VIDEOS="a.mp4 b.mov") -> VIA projects -> autolab
 
 bench: install  ## prepare vs ffmpeg floor vs the seed's flow (slow; results go in benchmarks/RESULTS.md)
 	$(PY) benchmarks/bench_prepare.py --json benchmarks/last_run.json
+
+soak: install  ## 20 jobs on 2 detector workers, one SIGKILLed every 10-20 s, one NATS restart (not in CI)
+	$(PY) benchmarks/soak.py --json benchmarks/last_soak.json
 
 bench-train: install  ## seconds per training iteration on CPU, tiny and SlowFast R50 presets
 	$(PY) benchmarks/bench_train.py --json benchmarks/last_train_run.json

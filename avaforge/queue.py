@@ -332,6 +332,7 @@ class WorkQueue:
         finally:
             for task in tasks:
                 task.cancel()
+        log.info("%s item finished: %s", stage, trail)  # the handler ran to its end (counted by make soak)
         await self._ack_all(deliveries)
         log.info("%s item acked: %s", stage, trail)
         return 1

@@ -67,7 +67,7 @@ def alices_job(gateway, videos: Path) -> str:
     port, _, _ = gateway
     alice = client(port, "alice")
     try:
-        return alice.submit([videos / "handshake_2p_1080p_2.6s.mp4"], ACTIONS).job_id
+        return alice.submit([videos / "people_1080p_vfr_2.6s.mp4"], ACTIONS).job_id
     finally:
         alice.close()
 
@@ -139,7 +139,7 @@ def test_admin_sees_every_job(gateway, alices_job: str, videos: Path) -> None:
     bob = client(port, "bob")
     admin = client(port, "admin")
     try:
-        bobs_job = bob.submit([videos / "handshake_2p_1080p_2.6s.mp4"], ACTIONS).job_id
+        bobs_job = bob.submit([videos / "people_1080p_vfr_2.6s.mp4"], ACTIONS).job_id
         assert admin.get(alices_job).job_id == alices_job
         listed = {j.job_id for j in admin.stub.ListJobs(gateway_pb2.ListJobsRequest()).jobs}
         assert {alices_job, bobs_job} <= listed

@@ -25,20 +25,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_probe_command_reports_serving_and_fails_on_a_closed_port() -> None:
+    from tests.credentials import server_env
+
     running = BackgroundServer("probe-test", [])
+    env = {**os.environ, **server_env()}  # the probe speaks TLS with the service token, as in the pods
+    probe = [sys.executable, "-m", "services.common.probe", str(running.port)]
     try:
-        ok = subprocess.run(
-            [sys.executable, "-m", "services.common.probe", str(running.port)], capture_output=True, text=True
-        )
-        assert ok.returncode == 0 and ok.stdout.strip() == f"port {running.port}: SERVING"
+        ok = subprocess.run(probe, capture_output=True, text=True, env=env)
+        assert ok.returncode == 0 and ok.stdout.strip() == f"port {running.port}: SERVING", ok.stderr
         running._loop.run(running.running.health.enter_graceful_shutdown())  # stopping: NOT_SERVING
-        draining = subprocess.run([sys.executable, "-m", "services.common.probe", str(running.port)])
+        draining = subprocess.run(probe, env=env)
         assert draining.returncode == 1
     finally:
         running.stop(0)
-    closed = subprocess.run(
-        [sys.executable, "-m", "services.common.probe", str(running.port)], capture_output=True, text=True
-    )
+    closed = subprocess.run(probe, capture_output=True, text=True, env=env)
     assert closed.returncode == 1 and "UNAVAILABLE" in closed.stderr
 
 
