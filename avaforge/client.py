@@ -113,6 +113,14 @@ class GatewayClient:
                 time.sleep(delay)
                 delay = min(delay * 2, 15.0)
 
+    def wait(self, job_id: str, *states: int) -> common_pb2.Job:
+        """Follow the job until it reaches one of ``states`` (or fails or is cancelled): the last state."""
+        wanted = set(states) | {common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED}
+        for job in self.watch(job_id):
+            if job.state in wanted:
+                return job
+        return self.get(job_id)
+
     def _download(self, chunks: Iterator[gateway_pb2.DataChunk], dest: Path) -> Path:
         """A download streamed into ``dest`` through ``.<name>.partial``: a broken one leaves nothing."""
         tmp = dest.with_name(f".{dest.name}.partial")
