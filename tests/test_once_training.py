@@ -25,7 +25,7 @@ from avaforge.queue import WorkQueue
 from avaforge.storage import ArtifactRef
 from avaforge.v1 import common_pb2, stages_pb2
 from devstack.servers import nats_server
-from services.common import jobs
+from services.common import auth, jobs
 from services.common.convert import ref_from_proto, ref_to_proto
 from services.trainer.servicer import TrainerServicer, training_job
 from tests.conftest import CREDS, REPO, write_demo_dataset
@@ -47,6 +47,7 @@ class Cluster:
         """``fn(queue, servicer)`` on a fresh connection (each test step runs its own event loop)."""
 
         async def main():  # type: ignore[no-untyped-def]
+            auth._current.set(auth.LOCAL)  # called directly, not through the runtime's auth interceptor
             queue = await WorkQueue.connect(self.url)
             try:
                 return await fn(queue, TrainerServicer(queue, self.store))
