@@ -116,7 +116,8 @@ def test_remote_watch_survives_a_gateway_restart(s3, nats, videos: Path, capsys)
         assert watcher.is_alive()
         gw.start()  # a new gateway on the same address: the watch resumes
         time.sleep(2)
-        client.stub.CancelJob(gateway_pb2.GetJobRequest(job_id=job.job_id))
+        # this client's channel may still be in its reconnect backoff from the outage: wait for it
+        client.stub.CancelJob(gateway_pb2.GetJobRequest(job_id=job.job_id), wait_for_ready=True, timeout=30)
         watcher.join(60)
         assert not watcher.is_alive() and result == [1]  # cancelled: the watch ends, exit code 1
         out = capsys.readouterr().out.splitlines()
