@@ -70,7 +70,7 @@ def embedded(video: Path, work: Path) -> tuple[list[Path], dict[str, bytes]]:
 
 
 def content(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in DatasetLayout(root).content_files()}
+    return {str(rel): (root / rel).read_bytes() for rel in DatasetLayout(root).content_files()}
 
 
 class Workers:
