@@ -189,7 +189,9 @@ def main() -> int:
                     if len(workers.killed) == 3 and not restarts:  # once, a few kills in
                         os.killpg(nats_pid, signal.SIGTERM)
                         time.sleep(2)
-                        nats_server(state, nats_port).start()
+                        again = nats_server(state, nats_port).start()
+                        pids = json.loads((state / "pids.json").read_text())
+                        (state / "pids.json").write_text(json.dumps({**pids, "nats": again.proc.pid}))  # type: ignore[union-attr]  # make down stops it
                         restarts.append(time.monotonic() - started)
 
             chaos_thread = threading.Thread(target=chaos, daemon=True)
