@@ -24,19 +24,23 @@ if [[ "${1:-}" == "--relock" ]]; then RELOCK=1; fi
 
 log() { printf '[install] %s\n' "$*" >&2; }
 
-# --- 1. system packages: ffmpeg/ffprobe ------------------------------------------------------------
-if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
+# --- 1. system packages: ffmpeg/ffprobe, and chromium + its driver for the workbench's browser tests --------
+APT_NEED=()
+command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || APT_NEED+=(ffmpeg)
+command -v chromium >/dev/null 2>&1 || APT_NEED+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || APT_NEED+=(chromium-driver)
+if (( ${#APT_NEED[@]} )); then
     SUDO=()
     if [[ "$(id -u)" -ne 0 ]]; then
         if command -v sudo >/dev/null 2>&1; then
             SUDO=(sudo)
         else
-            log "ffmpeg missing and not root / no sudo: install ffmpeg manually"; exit 1
+            log "${APT_NEED[*]} missing and not root / no sudo: install them manually"; exit 1
         fi
     fi
-    log "installing ffmpeg via apt-get"
+    log "installing ${APT_NEED[*]} via apt-get"
     "${SUDO[@]}" apt-get update
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y --no-install-recommends ffmpeg
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y --no-install-recommends "${APT_NEED[@]}"
 fi
 
 # --- 2. stamp check ------------------------------------------------------------------------------
