@@ -59,6 +59,10 @@ def make_videos(n: int, folder: Path) -> list[Path]:
     return out
 
 
+def progress(line: str) -> None:
+    print(f"[soak {time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+
 def embedded(video: Path, work: Path) -> tuple[list[Path], dict[str, bytes]]:
     """The embedded runner's autolabelled projects and dataset content for one video."""
     settings = PipelineSettings.from_dict(SETTINGS)
@@ -145,6 +149,7 @@ def main() -> int:
         tmp = Path(tmpdir)
         videos = make_videos(args.videos, tmp)
         expected = [embedded(v, tmp / f"embedded{i}") for i, v in enumerate(videos)]
+        progress(f"embedded reference built for {len(videos)} videos")
         state = tmp / "stack"
         nats_port, s3_port, triton_port, gateway_port = free_ports(10)[:4]
         env = {
@@ -160,6 +165,8 @@ def main() -> int:
         up = subprocess.run([sys.executable, "-m", "devstack", "up"], env=env, cwd=ROOT)
         if up.returncode:
             return up.returncode
+        stop_chaos = threading.Event()
+        workers, chaos_thread = None, None
         try:
             stack = dict(line.split("=", 1) for line in (state / "stack.env").read_text().splitlines())
             worker_env = {
@@ -179,7 +186,6 @@ def main() -> int:
             for i in range(args.jobs):
                 job = client.submit([videos[i % len(videos)]], ACTIONS, PipelineSettings.from_dict(SETTINGS))
                 jobs.append((job.job_id, i % len(videos)))
-            stop_chaos = threading.Event()
             restarts: list[float] = []
 
             def chaos() -> None:
@@ -201,6 +207,7 @@ def main() -> int:
                 job = wait_state(client, job_id, {common_pb2.JOB_STATE_AWAITING_LABELS}, 3600)
                 if job.state != common_pb2.JOB_STATE_AWAITING_LABELS:
                     results.append((job_id, f"failed before labels: {job.error.message}"))
+                    progress(f"job {len(results)}/{len(jobs)}: {results[-1][1]}")
                     continue
                 for project in expected[v][0]:
                     client.upload_finished(job_id, project)
@@ -209,13 +216,17 @@ def main() -> int:
                 job = wait_state(client, job_id, {common_pb2.JOB_STATE_SUCCEEDED}, 1800)
                 if job.state != common_pb2.JOB_STATE_SUCCEEDED:
                     results.append((job_id, f"failed: {job.error.stage}: {job.error.message}"))
+                    progress(f"job {len(results)}/{len(jobs)}: {results[-1][1]}")
                     continue
                 got = content(client.download_dataset(job_id, tmp / "got" / job_id))
                 results.append((job_id, "identical" if got == expected[v][1] else "DIFFERENT"))
+                progress(f"job {len(results)}/{len(jobs)}: {results[-1][1]}, {len(workers.killed)} kills")
+        finally:  # also on Ctrl-C: no chaos thread restarting workers after the stack is down
             stop_chaos.set()
-            chaos_thread.join(60)
-            workers.stop()
-        finally:
+            if chaos_thread is not None:
+                chaos_thread.join(60)
+            if workers is not None:
+                workers.stop()
             subprocess.run([sys.executable, "-m", "devstack", "down"], env=env, cwd=ROOT)
         events = trail(state)
         finished = Counter(mid for _, ev, mid, _, _ in events if ev == "finished")
