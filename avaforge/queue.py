@@ -98,7 +98,7 @@ async def _watch_cancel(
 
 
 class QueueTlsError(ConnectionError):
-    """The NATS server's TLS was refused (its certificate, or no TLS on its port): a setting to fix."""
+    """TLS and the NATS server disagree (its certificate refused, TLS on one side only): a setting to fix."""
 
 
 async def _connect_nats(url: str, name: str, ca: tls.Ca | None) -> nats.NATS:
@@ -112,6 +112,8 @@ async def _connect_nats(url: str, name: str, ca: tls.Ca | None) -> nats.NATS:
 
     async def on_error(exc: Exception) -> None:
         why = tls.describe(exc)
+        if why is None and not secure and "empty response" in str(exc):  # closed without its INFO
+            why = "the server sent nothing and closed the connection: a TLS-first port? (use tls://)"
         if why is not None and not failed.done():
             failed.set_result(why)
         log.warning("NATS %s: %s", where, why or f"{type(exc).__name__}: {exc}")

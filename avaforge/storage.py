@@ -173,14 +173,14 @@ class S3Store:
     def from_env(cls, bucket: str | None = None) -> S3Store:
         """``AVAFORGE_S3_ENDPOINT``: ``https://HOST:PORT`` or a bare ``HOST:PORT`` is TLS, verified against
         ``AVAFORGE_TLS_CA`` (else the system's trust store); ``http://HOST:PORT`` is plaintext, chosen
-        explicitly (so is ``AVAFORGE_S3_SECURE=0`` with a bare endpoint)."""
+        explicitly."""
         env = os.environ
         return cls(
             env.get("AVAFORGE_S3_ENDPOINT", "127.0.0.1:9000"),
             env.get("AVAFORGE_S3_ACCESS_KEY", ""),
             env.get("AVAFORGE_S3_SECRET_KEY", ""),
             bucket or env.get("AVAFORGE_S3_BUCKET", "avaforge"),
-            secure=env.get("AVAFORGE_S3_SECURE", "1") != "0",
+            secure=True,
             ca=tls.ca_from_env(env),
         )
 

@@ -1,7 +1,7 @@
-"""TLS to NATS and S3: a real nats-server and a real S3 server (SeaweedFS, or MinIO if installed) with the
-test CA's certificate (tests/credentials.py); the queue and the store work over TLS with the CA and refuse a
-server they cannot verify (no CA, a foreign CA); a plaintext client is refused by the TLS port, and a TLS
-client never talks plaintext to a server without TLS."""
+"""TLS to NATS and S3: a real nats-server and a real S3 server (SeaweedFS, or MinIO if installed) with
+certificates from one CA (``python -m devstack.certs ... --server``); the queue and the store work over TLS
+with the CA and refuse a server they cannot verify (no CA, a foreign CA); a plaintext client is refused by
+the TLS port, and a TLS client never talks plaintext to a server without TLS."""
 
 from __future__ import annotations
 
@@ -13,15 +13,24 @@ import pytest
 
 from avaforge.queue import QueueTlsError, WorkQueue
 from avaforge.storage import S3Store, StorageError, StorageUnavailable
+from devstack import certs as devstack_certs
 from devstack.certs import make_credentials
 from devstack.servers import Server, ServerTls, nats_server, s3_server
-from tests import credentials
 from tests.conftest import CREDS
 
 
 @pytest.fixture(scope="module")
-def ca() -> Path:
-    return credentials.credentials().ca
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA and a certificate each for NATS and S3, as README "Run on Kubernetes" makes them (one run)."""
+    out = tmp_path_factory.mktemp("backend") / "auth"
+    servers = ["--server", "nats=localhost,127.0.0.1", "--server", "s3=localhost,127.0.0.1"]
+    assert devstack_certs.main([str(out), *servers]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def ca(certs: Path) -> Path:
+    return certs / "ca.crt"
 
 
 @pytest.fixture(scope="module")
@@ -31,21 +40,17 @@ def foreign_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server_tls() -> ServerTls:
-    c = credentials.credentials()
-    return ServerTls(c.cert, c.key)
-
-
-@pytest.fixture(scope="module")
-def nats_tls(tmp_path_factory: pytest.TempPathFactory, server_tls: ServerTls) -> Iterator[Server]:
-    server = nats_server(tmp_path_factory.mktemp("nats-tls"), tls=server_tls).start()
+def nats_tls(tmp_path_factory: pytest.TempPathFactory, certs: Path) -> Iterator[Server]:
+    tls = ServerTls(certs / "nats.crt", certs / "nats.key")
+    server = nats_server(tmp_path_factory.mktemp("nats-tls"), tls=tls).start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def s3_tls(tmp_path_factory: pytest.TempPathFactory, server_tls: ServerTls) -> Iterator[Server]:
-    server = s3_server(tmp_path_factory.mktemp("s3-tls"), CREDS, tls=server_tls).start()
+def s3_tls(tmp_path_factory: pytest.TempPathFactory, certs: Path) -> Iterator[Server]:
+    tls = ServerTls(certs / "s3.crt", certs / "s3.key")
+    server = s3_server(tmp_path_factory.mktemp("s3-tls"), CREDS, tls=tls).start()
     yield server
     server.stop()
 
@@ -87,9 +92,9 @@ def test_queue_refuses_what_it_cannot_verify(
         _connect(url)  # the system's trust store does not know the test CA
     with pytest.raises(QueueTlsError, match="certificate was not accepted"):
         _connect(url, foreign_ca)
-    # a plaintext client: the server demands TLS, and the system's trust store refuses its certificate
-    with pytest.raises(QueueTlsError, match="certificate was not accepted"):
-        _connect(f"nats://127.0.0.1:{nats_tls.port}")
+    # a plaintext client: the server waits for a TLS handshake, then closes
+    with pytest.raises(QueueTlsError, match=r"closed the connection: a TLS-first port\? \(use tls://\)"):
+        _connect(f"nats://127.0.0.1:{nats_tls.port}", ca)
     plain = nats_server(tmp_path / "plain").start()
     try:  # a tls:// client starts with the handshake: a plaintext server never sees its credentials
         with pytest.raises(QueueTlsError, match=r"TLS handshake failed .*is this a TLS port"):
@@ -120,7 +125,6 @@ def test_store_over_tls(s3_tls: Server, ca: Path, monkeypatch: pytest.MonkeyPatc
         "AVAFORGE_TLS_CA": str(ca),
     }.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AVAFORGE_S3_SECURE", raising=False)
     from_env = S3Store.from_env("tlscheck")
     assert from_env.secure
     assert from_env.get(ref) == b"over TLS"
