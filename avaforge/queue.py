@@ -14,6 +14,7 @@ a second time. A job can be cancelled: ``work``'s ``cancelled`` callback is aske
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ import nats
 from nats.js import api
 from nats.js.errors import BadRequestError, NotFoundError
 
-from avaforge import cancel, retention
+from avaforge import cancel, retention, tls
 from avaforge.formats.errors import FormatError
 
 log = logging.getLogger("avaforge.queue")
@@ -96,16 +97,65 @@ async def _watch_cancel(
             log.debug("cancel check failed: %s", exc)
 
 
+class QueueTlsError(ConnectionError):
+    """TLS and the NATS server disagree (its certificate refused, TLS on one side only): a setting to fix."""
+
+
+async def _connect_nats(url: str, name: str, ca: tls.Ca | None) -> nats.NATS:
+    where = url.rpartition("@")[2]  # never the credentials in a message
+    scheme = url.partition("://")[0] if "://" in url else "nats"
+    if scheme not in ("tls", "nats"):
+        raise ValueError(f"NATS URL {where!r}: expected tls://HOST:PORT (TLS) or nats://HOST:PORT")
+    secure = scheme == "tls"
+    context = tls.client_context(ca) if secure or ca is not None else None
+    failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def on_error(exc: Exception) -> None:
+        why = tls.describe(exc)
+        if why is None and not secure and "empty response" in str(exc):  # closed without its INFO
+            why = "the server sent nothing and closed the connection: a TLS-first port? (use tls://)"
+        if why is not None and not failed.done():
+            failed.set_result(why)
+        log.warning("NATS %s: %s", where, why or f"{type(exc).__name__}: {exc}")
+
+    nc = nats.NATS()
+    connecting = asyncio.ensure_future(
+        nc.connect(
+            url,
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=5,
+            error_cb=on_error,
+            **({"tls": context, "tls_handshake_first": secure} if context is not None else {}),
+        )
+    )
+    await asyncio.wait({connecting, failed}, return_when=asyncio.FIRST_COMPLETED)
+    if not connecting.done():
+        connecting.cancel()
+        with contextlib.suppress(BaseException):
+            await connecting
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise QueueTlsError(f"NATS {where}: {failed.result()}")
+    await connecting
+    return nc
+
+
 class WorkQueue:
     def __init__(self, nc: nats.NATS) -> None:
         self.nc = nc
         self.js = nc.jetstream()
 
     @classmethod
-    async def connect(cls, url: str, name: str = "avaforge") -> WorkQueue:
-        nc = await nats.connect(
-            url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5
-        )
+    async def connect(cls, url: str, name: str = "avaforge", ca: tls.Ca | None = None) -> WorkQueue:
+        """Connect to ``url`` and make sure the streams exist. ``tls://HOST:PORT``: TLS from the first byte
+        (a server that does not speak TLS never sees the credentials), the certificate verified against
+        ``ca`` (default ``$AVAFORGE_TLS_CA``; without one, the system's trust store). ``nats://HOST:PORT``:
+        plaintext, chosen explicitly (a server that demands TLS is verified the same way). A refused TLS
+        handshake or certificate ends the connect at once with ``QueueTlsError`` (retrying cannot help); an
+        unreachable server is retried until it answers."""
+        nc = await _connect_nats(url, name, ca if ca is not None else tls.ca_from_env())
         queue = cls(nc)
         await queue.ensure()
         return queue

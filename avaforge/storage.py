@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
+from avaforge import tls
+
 CHUNK = 1 << 20  # read/write granularity of streamed artifacts
 PART_SIZE = 16 << 20  # S3 multipart part: what one streamed upload holds in memory (5 MiB is S3's minimum)
 COPY_MAX = 256 << 20  # streamed uploads up to this size move to their content key by a server-side copy
@@ -140,6 +142,7 @@ class S3Store:
         bucket: str = "avaforge",
         *,
         secure: bool = False,
+        ca: tls.Ca | None = None,
         retries: int = 3,
         timeout_s: float = 5.0,
         copy_max: int = COPY_MAX,
@@ -151,11 +154,15 @@ class S3Store:
             raise StorageError(
                 "S3 credentials are required (AVAFORGE_S3_ACCESS_KEY / AVAFORGE_S3_SECRET_KEY)"
             )
+        # ``https://``/``http://`` in the endpoint decide; a bare HOST:PORT takes ``secure``
+        endpoint, secure = tls.split_url(endpoint, "https", "http", "https" if secure else "http")
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s * 6),
             retries=urllib3.Retry(total=retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+            ssl_context=tls.client_context(ca) if secure else None,  # the chain and the host name are checked
         )
         self.endpoint = endpoint
+        self.secure = secure
         self.bucket = bucket
         self.copy_max = copy_max
         self.client = Minio(
@@ -164,21 +171,32 @@ class S3Store:
 
     @classmethod
     def from_env(cls, bucket: str | None = None) -> S3Store:
+        """``AVAFORGE_S3_ENDPOINT``: ``https://HOST:PORT`` or a bare ``HOST:PORT`` is TLS, verified against
+        ``AVAFORGE_TLS_CA`` (else the system's trust store); ``http://HOST:PORT`` is plaintext, chosen
+        explicitly."""
         env = os.environ
         return cls(
             env.get("AVAFORGE_S3_ENDPOINT", "127.0.0.1:9000"),
             env.get("AVAFORGE_S3_ACCESS_KEY", ""),
             env.get("AVAFORGE_S3_SECRET_KEY", ""),
             bucket or env.get("AVAFORGE_S3_BUCKET", "avaforge"),
-            secure=env.get("AVAFORGE_S3_SECURE", "0") == "1",
+            secure=True,
+            ca=tls.ca_from_env(env),
         )
 
     def _call(self, what: str, fn):  # type: ignore[no-untyped-def]
-        from minio.error import S3Error
+        from minio.error import InvalidResponseError, S3Error
         from urllib3.exceptions import HTTPError
 
         try:
             return fn()
+        except InvalidResponseError as exc:  # not S3 speaking: e.g. plaintext sent to a TLS port
+            body = " ".join(str(exc._body or "").split())[:120]  # minio keeps no public copy
+            raise StorageError(
+                f"{what}: S3 server {self.endpoint} answered HTTP {exc._code} that is not S3"
+                + (f": {body}" if body else "")
+                + ("" if self.secure else " (plaintext to a TLS port? use https://)")
+            ) from None
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchBucket"):
                 raise StorageError(f"{what}: no such artifact ({exc.code})") from None
@@ -186,6 +204,9 @@ class S3Store:
                 raise StorageError(f"{what}: S3 refused the credentials ({exc.code})") from None
             raise StorageError(f"{what}: {exc.code}: {exc.message}") from None
         except (HTTPError, OSError) as exc:
+            why = tls.describe(exc)
+            if why is not None:  # a setting to fix, not a server to wait for
+                raise StorageError(f"{what}: S3 server {self.endpoint}: {why}") from None
             raise StorageUnavailable(
                 f"{what}: S3 server {self.endpoint} unreachable ({type(exc).__name__})"
             ) from None

@@ -39,6 +39,7 @@ from avaforge.formats.actions import ActionList  # noqa: E402
 from avaforge.runner import autolabel_workdir, build, import_finished, prepare  # noqa: E402
 from avaforge.settings import PipelineSettings  # noqa: E402
 from avaforge.v1 import common_pb2  # noqa: E402
+from devstack.certs import Credentials  # noqa: E402
 from devstack.servers import free_ports, nats_server  # noqa: E402
 from tests.media import ffmpeg, vtest  # noqa: E402
 
@@ -195,7 +196,8 @@ def main() -> int:
                     if len(workers.killed) == 3 and not restarts:  # once, a few kills in
                         os.killpg(nats_pid, signal.SIGTERM)
                         time.sleep(2)
-                        again = nats_server(state, nats_port).start()
+                        tls = Credentials(state / "auth").server_tls  # as make up starts it: TLS
+                        again = nats_server(state, nats_port, tls=tls).start()
                         pids = json.loads((state / "pids.json").read_text())
                         (state / "pids.json").write_text(json.dumps({**pids, "nats": again.proc.pid}))  # type: ignore[union-attr]  # make down stops it
                         restarts.append(time.monotonic() - started)

@@ -7,7 +7,8 @@ up    starts nats-server (JetStream), the S3 server, Triton (the person detector
       bucket, and writes
       ``stack.env`` (endpoints and credentials, mode 0600) for clients: ``set -a; . .stack/stack.env``.
       S3 credentials come from AVAFORGE_S3_ACCESS_KEY / AVAFORGE_S3_SECRET_KEY, or are generated once.
-      Every gRPC port has TLS (a local CA and server certificate made once in ``.stack/auth/``) and takes
+      Every gRPC port, NATS (``tls://``) and S3 (``https://``) have TLS (a local CA and server certificate
+      made once in ``.stack/auth/``; clients check it with AVAFORGE_TLS_CA), and every gRPC port takes
       bearer tokens: ``user`` and ``admin`` for people (``.stack/auth/<name>.token``, mode 0600; in
       ``stack.env`` as AVAFORGE_TOKEN and AVAFORGE_ADMIN_TOKEN, with AVAFORGE_CA), ``service`` for probes.
 down  stops what ``up`` started (SIGTERM, then SIGKILL).
@@ -142,8 +143,9 @@ def up() -> int:
         print(f"up: already in use on this machine: {'; '.join(taken)}", file=sys.stderr)
         return 1
     creds = _credentials(state)
-    nats = nats_server(state, ports["nats"]).start()
-    s3 = s3_server(state, creds, ports["s3"]).start()
+    auth = _auth(state)  # NATS and S3 serve TLS with the stack's certificate too
+    nats = nats_server(state, ports["nats"], tls=auth.server_tls).start()
+    s3 = s3_server(state, creds, ports["s3"], tls=auth.server_tls).start()
     pids = {"nats": nats.proc.pid, "s3": s3.proc.pid}  # type: ignore[union-attr]
     (state / "leftovers.json").write_text(json.dumps(s3.leftovers))  # for down, a later process
     (state / "pids.json").write_text(json.dumps(pids))
@@ -159,15 +161,15 @@ def up() -> int:
     pids["triton"] = triton.proc.pid  # type: ignore[union-attr]
     (state / "pids.json").write_text(json.dumps(pids))
     wait_model_ready(triton.port, "person_detector")
-    store = S3Store(f"127.0.0.1:{s3.port}", creds.access_key, creds.secret_key)
+    store = S3Store(f"https://127.0.0.1:{s3.port}", creds.access_key, creds.secret_key, ca=auth.ca)
     store.wait_ready()
-    auth = _auth(state)
     env = {
-        "AVAFORGE_NATS_URL": f"nats://127.0.0.1:{nats.port}",
-        "AVAFORGE_S3_ENDPOINT": f"127.0.0.1:{s3.port}",
+        "AVAFORGE_NATS_URL": f"tls://127.0.0.1:{nats.port}",
+        "AVAFORGE_S3_ENDPOINT": f"https://127.0.0.1:{s3.port}",
         "AVAFORGE_S3_ACCESS_KEY": creds.access_key,
         "AVAFORGE_S3_SECRET_KEY": creds.secret_key,
         "AVAFORGE_S3_BUCKET": store.bucket,
+        "AVAFORGE_TLS_CA": str(auth.ca),  # what NATS's and S3's certificates are checked against
         "AVAFORGE_TRITON_URL": f"127.0.0.1:{triton.port}",
     }
     gateway_port = ports["gateway"]

@@ -1,13 +1,17 @@
 """A local CA, a server certificate and bearer tokens for ``make up`` and the tests (PyPI ``cryptography``).
 
-    python -m devstack.certs DIR [NAME...]   # CA + server certificate for NAME... (localhost, 127.0.0.1)
+    python -m devstack.certs DIR [NAME...] [--server FILE=NAME,NAME...]...
 
-The command makes no tokens (``python -m services.common.auth token`` does). In Kubernetes the certificate is
-the operator's (a Secret; README "Run on Kubernetes"): from their CA, cert-manager, or this command.
+makes ``DIR/ca.crt``, ``DIR/tls.crt`` and ``DIR/tls.key`` for NAME... (default localhost, 127.0.0.1), and
+for each ``--server`` ``DIR/FILE.crt`` and ``DIR/FILE.key`` for its names, signed by the same CA (NATS and
+MinIO in Kubernetes: every client checks them with the one ``ca.crt``). The CA's key is not kept. The command
+makes no tokens (``python -m services.common.auth token`` does). In Kubernetes the certificates are the
+operator's (Secrets; README "Run on Kubernetes"): from their CA, cert-manager, or this command.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import ipaddress
 import os
@@ -21,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from devstack.servers import ServerTls
 from services.common.auth import add_token
 
 LOCAL_NAMES = ("localhost", "127.0.0.1")
@@ -124,6 +129,11 @@ class Credentials:
     def tokens_file(self) -> Path:
         return self.dir / "tokens.json"
 
+    @property
+    def server_tls(self) -> ServerTls:
+        """The certificate and key for nats-server and the S3 server of the stack."""
+        return ServerTls(self.cert, self.key)
+
     def token_file(self, principal: str) -> Path:
         return self.dir / f"{principal}.token"
 
@@ -143,16 +153,19 @@ def make_credentials(
     directory: Path,
     principals: Mapping[str, str] = STACK_PRINCIPALS,
     names: Sequence[str] = LOCAL_NAMES,
+    servers: Mapping[str, Sequence[str]] | None = None,
 ) -> Credentials:
-    """A CA, a server certificate for ``names`` and a token per principal (name -> role) in ``directory``."""
+    """A CA, a server certificate for ``names`` and a token per principal (name -> role) in ``directory``;
+    ``servers`` (file stem -> names): more certificates from the same CA, ``<stem>.crt``/``<stem>.key``."""
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     ca_key, ca_cert = make_ca()
-    key, cert = make_server_cert(ca_key, ca_cert, names)
     creds = Credentials(directory)
     _write(creds.ca, ca_cert, False)
-    _write(creds.cert, cert + ca_cert, False)  # the chain up to the CA
-    _write(creds.key, key, True)
+    for stem, server_names in {"tls": names, **(servers or {})}.items():
+        key, cert = make_server_cert(ca_key, ca_cert, server_names)
+        _write(directory / f"{stem}.crt", cert + ca_cert, False)  # the chain up to the CA
+        _write(directory / f"{stem}.key", key, True)
     creds.tokens_file.unlink(missing_ok=True)
     for name, role in principals.items():
         creds.tokens[name] = add_token(creds.tokens_file, name, role)
@@ -170,10 +183,24 @@ def load_credentials(directory: Path) -> Credentials | None:
     return creds
 
 
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.certs", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dir", type=Path)
+    parser.add_argument("names", nargs="*", default=list(LOCAL_NAMES), help="names of tls.crt")
+    parser.add_argument(
+        "--server", action="append", default=[], metavar="FILE=NAME,NAME", help="another certificate"
+    )
+    args = parser.parse_args(argv)
+    servers = {}
+    for spec in args.server:
+        stem, _, names = spec.partition("=")
+        if not stem.isidentifier() or stem in ("ca", "tls") or not names.strip(","):
+            parser.error(f"--server {spec}: expected FILE=NAME,NAME (FILE: a name other than ca and tls)")
+        servers[stem] = [n for n in names.split(",") if n]
+    made = make_credentials(args.dir, {}, args.names, servers)
+    print(made.ca, made.cert, made.key, *(f"{args.dir / s}.crt {args.dir / s}.key" for s in servers))
+    return os.EX_OK
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    made = make_credentials(Path(sys.argv[1]), {}, sys.argv[2:] or LOCAL_NAMES)
-    print(made.ca, made.cert, made.key)
-    sys.exit(os.EX_OK)
+    sys.exit(main(sys.argv[1:]))

@@ -144,11 +144,31 @@ def remove_leftovers(patterns: Iterable[str]) -> None:
                 os.unlink(path)
 
 
-def nats_server(workdir: Path, port: int | None = None) -> Server:
-    """nats-server with JetStream, file storage in ``workdir/jetstream`` (survives restarts)."""
+@dataclass(frozen=True)
+class ServerTls:
+    """A server's certificate chain and key (PEM files), e.g. ``devstack.certs``' ``tls.crt``/``tls.key``."""
+
+    cert: Path
+    key: Path
+
+
+def nats_server(workdir: Path, port: int | None = None, tls: ServerTls | None = None) -> Server:
+    """nats-server with JetStream, file storage in ``workdir/jetstream`` (survives restarts). With ``tls``
+    every client connection is TLS from its first byte (``handshake_first``, as clients of a ``tls://`` URL
+    start; not ``auto``, whose wait for the handshake is 50 ms: a loaded machine's client misses it)."""
     port = port or free_port()
+    config: list[str] = []
+    if tls is not None:
+        conf = workdir / "nats-tls.conf"
+        workdir.mkdir(parents=True, exist_ok=True)
+        conf.write_text(
+            f"tls {{\n  cert_file: {json.dumps(str(tls.cert))}\n  key_file: {json.dumps(str(tls.key))}\n"
+            "  handshake_first: true\n}\n"
+        )
+        config = ["-c", str(conf)]
     argv = [
         _binary("nats-server"),
+        *config,
         "-a",
         "127.0.0.1",
         "-p",
@@ -168,14 +188,25 @@ class S3Credentials:
     secret_key: str
 
 
-def s3_server(workdir: Path, credentials: S3Credentials, port: int | None = None) -> Server:
-    """MinIO if its server binary is on PATH, else SeaweedFS ``weed mini``; both require the credentials."""
+def s3_server(
+    workdir: Path, credentials: S3Credentials, port: int | None = None, tls: ServerTls | None = None
+) -> Server:
+    """MinIO if its server binary is on PATH, else SeaweedFS ``weed mini``; both require the credentials.
+    With ``tls`` the S3 port speaks HTTPS only."""
     port = port or free_port()
     data = workdir / "s3data"
     data.mkdir(parents=True, exist_ok=True)
     minio = shutil.which("minio")
     if minio:
         env = {"MINIO_ROOT_USER": credentials.access_key, "MINIO_ROOT_PASSWORD": credentials.secret_key}
+        certs: list[str] = []
+        if tls is not None:  # MinIO reads public.crt and private.key from its certs directory
+            certs_dir = workdir / "minio-certs"
+            certs_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tls.cert, certs_dir / "public.crt")
+            shutil.copyfile(tls.key, certs_dir / "private.key")
+            (certs_dir / "private.key").chmod(0o600)
+            certs = ["--certs-dir", str(certs_dir)]
         argv = [
             minio,
             "server",
@@ -184,6 +215,7 @@ def s3_server(workdir: Path, credentials: S3Credentials, port: int | None = None
             f"127.0.0.1:{port}",
             "--console-address",
             f"127.0.0.1:{free_port()}",
+            *certs,
         ]
         return Server("minio", argv, port, workdir, env)
     identities = {
@@ -233,6 +265,8 @@ def s3_server(workdir: Path, credentials: S3Credentials, port: int | None = None
         f"-s3.config={config}",
         "-admin.ui=false",
         *(f"-{k}={v}" for k, v in ports.items()),
+        # with a certificate, weed's S3 port speaks HTTPS only
+        *((f"-s3.cert.file={tls.cert}", f"-s3.key.file={tls.key}") if tls is not None else ()),
     ]
     # Its components' local sockets go to /tmp whatever TMPDIR says, named by their ports.
     sockets = tuple(f"/tmp/seaweedfs-*-{p}.sock" for p in [port, *ports.values()])

@@ -76,7 +76,7 @@ def main() -> int:
     s3 = s3_server(state, creds, free_port()).start()
     env = {
         "AVAFORGE_NATS_URL": f"nats://127.0.0.1:{nats.port}",
-        "AVAFORGE_S3_ENDPOINT": f"127.0.0.1:{s3.port}",
+        "AVAFORGE_S3_ENDPOINT": f"http://127.0.0.1:{s3.port}",  # plaintext test server
         "AVAFORGE_S3_ACCESS_KEY": creds.access_key,
         "AVAFORGE_S3_SECRET_KEY": creds.secret_key,
         "AVAFORGE_METRICS_PORT": "0",  # host network: no two containers on one metrics port

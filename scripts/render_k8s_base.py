@@ -33,7 +33,7 @@ AUTH_ENV = {
     "AVAFORGE_TLS_CERT": f"{AUTH_DIR}/tls.crt",
     "AVAFORGE_TLS_KEY": f"{AUTH_DIR}/tls.key",
     "AVAFORGE_TOKENS": f"{AUTH_DIR}/tokens.json",
-    "AVAFORGE_TLS_CA": f"{AUTH_DIR}/ca.crt",  # the probe checks the server's certificate with it
+    "AVAFORGE_TLS_CA": f"{AUTH_DIR}/ca.crt",  # the probe, NATS and S3 clients check certificates with it
     "AVAFORGE_TOKEN_FILE": f"{AUTH_DIR}/service.token",  # the probe calls as the service principal
 }
 TRITON_CLIENTS = {"detector", "worker-detect"}

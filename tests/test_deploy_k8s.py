@@ -225,7 +225,9 @@ def test_addresses_in_the_settings_point_at_rendered_services(overlay, rendered)
     external = yaml.safe_load_all((K8S / "external" / "networkpolicies.yaml").read_text())
     external_ns = {p["metadata"]["namespace"] for p in external}
     for key in ("AVAFORGE_NATS_URL", "AVAFORGE_S3_ENDPOINT", "AVAFORGE_TRITON_URL"):
-        host, port = data[key].removeprefix("nats://").rsplit(":", 1)
+        scheme, _, address = data[key].rpartition("://")
+        assert scheme == {"AVAFORGE_NATS_URL": "tls", "AVAFORGE_S3_ENDPOINT": "https"}.get(key, ""), key
+        host, port = address.rsplit(":", 1)
         if "." in host:  # another namespace: an upstream chart's Service, fenced by deploy/k8s/external
             name, namespace = host.split(".")[:2]
             assert host == f"{name}.{namespace}.svc.cluster.local" and namespace in external_ns, key
@@ -305,7 +307,7 @@ def test_keda_scales_the_detector_workers_on_the_codes_stream_and_consumer(rende
     consumer = trigger["metadata"]["consumer"]  # the durable consumer is the stage name
     assert detect_worker.args[0] == f"services.{pipeline.stage(consumer).service}"
     host = trigger["metadata"]["natsServerMonitoringEndpoint"].split(":")[0]
-    nats_url_host = _settings(rendered["gpu"])["AVAFORGE_NATS_URL"].removeprefix("nats://").split(":")[0]
+    nats_url_host = _settings(rendered["gpu"])["AVAFORGE_NATS_URL"].split("://")[-1].split(":")[0]
     assert host == nats_url_host
     assert not [r for r in rendered["gpu-hpa"] if r["kind"] == "ScaledObject"]
     hpa = _get(rendered["gpu-hpa"], "HorizontalPodAutoscaler", PREFIX + "worker-detect")

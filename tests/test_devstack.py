@@ -58,7 +58,10 @@ def test_make_up_and_down_start_and_stop_the_stack(tmp_path: Path) -> None:
             values["AVAFORGE_S3_ACCESS_KEY"],
             values["AVAFORGE_S3_SECRET_KEY"],
             values["AVAFORGE_S3_BUCKET"],
+            ca=values["AVAFORGE_TLS_CA"],
         )
+        assert values["AVAFORGE_S3_ENDPOINT"].startswith("https://") and store.secure  # S3 and NATS: TLS
+        assert values["AVAFORGE_NATS_URL"].startswith("tls://")
         ref = store.put("smoke", b"up")
         assert store.get(ref) == b"up"
         import tritonclient.grpc as grpcclient

@@ -110,7 +110,7 @@ def cluster(s3, tmp_path_factory: pytest.TempPathFactory, people_rawframes: Path
         **os.environ,
         "PYTHONPATH": str(REPO),
         "AVAFORGE_NATS_URL": f"nats://127.0.0.1:{nats.port}",
-        "AVAFORGE_S3_ENDPOINT": f"127.0.0.1:{server.port}",
+        "AVAFORGE_S3_ENDPOINT": f"http://127.0.0.1:{server.port}",  # plaintext test server
         "AVAFORGE_S3_ACCESS_KEY": CREDS.access_key,
         "AVAFORGE_S3_SECRET_KEY": CREDS.secret_key,
         "AVAFORGE_S3_BUCKET": store.bucket,

@@ -113,7 +113,7 @@ def test_sigkill_of_a_detector_worker_mid_job_loses_nothing(s3, videos: Path, tm
     env = {
         **os.environ,
         "AVAFORGE_NATS_URL": f"nats://127.0.0.1:{nats.port}",
-        "AVAFORGE_S3_ENDPOINT": f"127.0.0.1:{server.port}",
+        "AVAFORGE_S3_ENDPOINT": f"http://127.0.0.1:{server.port}",  # plaintext test server
         "AVAFORGE_S3_ACCESS_KEY": store_creds()[0],
         "AVAFORGE_S3_SECRET_KEY": store_creds()[1],
         "AVAFORGE_S3_BUCKET": store.bucket,

@@ -123,7 +123,7 @@ def _gateway(s3_port: int, nats_port: int, max_upload_mb: float, log: Path) -> t
         **os.environ,
         "PYTHONPATH": str(REPO),
         "AVAFORGE_NATS_URL": f"nats://127.0.0.1:{nats_port}",
-        "AVAFORGE_S3_ENDPOINT": f"127.0.0.1:{s3_port}",
+        "AVAFORGE_S3_ENDPOINT": f"http://127.0.0.1:{s3_port}",  # plaintext test server
         "AVAFORGE_S3_ACCESS_KEY": CREDS.access_key,
         "AVAFORGE_S3_SECRET_KEY": CREDS.secret_key,
         "AVAFORGE_S3_BUCKET": "artifacts",
