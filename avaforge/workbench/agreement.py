@@ -131,7 +131,7 @@ def disagreements(
                 out.append(Disagreement(x.second, x.person_id, y.person_id, x.box, y.box, g.name, ax, by))
     out.extend(Disagreement(x.second, x.person_id, None, x.box, None, None, x.actions, ()) for x in only_a)
     out.extend(Disagreement(y.second, None, y.person_id, None, y.box, None, (), y.actions) for y in only_b)
-    out.sort(key=lambda d: (d.second, d.kind != "labels", d.person_a or -1, d.person_b or -1))
+    out.sort(key=lambda d: (d.second, d.kind != "labels", _or_minus(d.person_a), _or_minus(d.person_b)))
     return out
 
 
@@ -175,6 +175,10 @@ def _multi_select(group: ActionGroup, pairs: list[Pair]) -> GroupAgreement:
     defined = [s for s in scores.values() if s is not None]
     macro = sum(defined) / len(defined) if defined else None
     return GroupAgreement(group.name, False, len(pairs), f1=scores, macro_f1=macro)
+
+
+def _or_minus(person: int | None) -> int:
+    return -1 if person is None else person
 
 
 def _xyxy(boxes: list[LabelledBox]) -> np.ndarray:

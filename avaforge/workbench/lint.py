@@ -15,7 +15,7 @@ from avaforge.formats.actions import ActionList
 from avaforge.stages.via_import import LabelledBox
 
 KINDS = ("unlabelled", "exclusive", "outside", "tiny")
-_EPS = 1e-6  # normalised coordinates written back from pixels may overshoot [0, 1] by rounding
+_EPS = 1e-6  # normalised coordinates are pixels / size: allow their rounding at the limits
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def lint(
         if min(x1, y1) < -_EPS or max(x2, y2) > 1.0 + _EPS:
             issue("outside", f"box ({x1:.3f}, {y1:.3f}, {x2:.3f}, {y2:.3f}) reaches beyond the frame")
         w_px, h_px = (x2 - x1) * width, (y2 - y1) * height
-        if min(w_px, h_px) < min_box_px:
+        if min(w_px, h_px) < min_box_px - _EPS:  # a box of exactly min_box_px is not tiny
             issue("tiny", f"box is {w_px:.0f}x{h_px:.0f} px, under {min_box_px:g} px")
     out.sort(key=lambda i: (i.second, i.person_id, KINDS.index(i.kind)))
     return out
