@@ -152,3 +152,77 @@ def test_agreement_is_symmetric(a: list[LabelledBox], b: list[LabelledBox]) -> N
         ),
         key=repr,
     )
+
+
+def test_build_records_provenance_and_the_report_shows_agreement(tmp_path, people_rawframes) -> None:
+    import json
+
+    import numpy as np
+
+    from avaforge.report import write_report
+    from avaforge.settings import DatasetSettings
+    from avaforge.stages.dataset import ClipBundle, build_dataset
+    from avaforge.stages.frames import FramesInfo
+    from avaforge.stages.ingest import ClipInfo
+    from avaforge.stages.via_import import ClipLabels
+
+    actions = ActionList.from_obj(
+        {"groups": {"body": {"exclusive": True, "actions": ["stand", "walk", "sit"]}, "social": ["talk"]}}
+    )  # stand 1, walk 2, sit 3, talk 4
+    seconds = tuple(range(2, 9))
+
+    def labelled(clip: str, person0: dict[int, tuple[int, str]], with_person1: bool) -> ClipLabels:
+        out = []
+        for t in seconds:
+            action, source = person0[t]
+            out.append(LabelledBox(t, LEFT, 0, (action,), source, f"workbench:0@{t}"))  # type: ignore[arg-type]
+            if with_person1:
+                out.append(LabelledBox(t, RIGHT, 1, (2, 4), "machine", f"workbench:1@{t}"))
+        return ClipLabels(clip, out)
+
+    def bundle(clip: str, labels: ClipLabels, review: ClipLabels | None) -> ClipBundle:
+        props = {f"{clip},{t:04d}": np.array([[*LEFT, 0.9], [*RIGHT, 0.8]]) for t in seconds}
+        return ClipBundle(
+            ClipInfo(clip, f"video_{clip}", "x.mp4", 0.0, 10.0, 300, 426, 240),
+            FramesInfo(clip, 300, 426, 240, tuple(range(10)), seconds),
+            people_rawframes,
+            props,
+            labels,
+            review,
+        )
+
+    # clip c1: person 0 stands, accepted suggestions on seconds 2-4, a person's label after; person 1 walks
+    # and talks (machine). The reviewer saw person 0 sit on second 2.
+    first = {t: (1, "suggestion" if t <= 4 else "human") for t in seconds}
+    review = labelled("c1", {**first, 2: (3, "human")}, True)
+    bundles = [
+        bundle("c1", labelled("c1", first, True), review),
+        bundle("c2", labelled("c2", {t: (1, "human") for t in seconds}, False), None),
+    ]
+    result = build_dataset(bundles, actions, DatasetSettings(), tmp_path / "ds")
+    prov = json.loads((result.out / "annotations" / "provenance.json").read_text())
+    # stand: c1 person 0 on 3 seconds by suggestion + 4 by hand, c2 person 0 on 7 by hand;
+    # walk and talk: c1 person 1 on 7 seconds, machine
+    zero = {"human": 0, "machine": 0, "suggestion": 0, "propagated": 0}
+    assert prov["sources_per_action"] == {
+        "stand": {**zero, "human": 11, "suggestion": 3},
+        "walk": {**zero, "machine": 7},
+        "sit": zero,
+        "talk": {**zero, "machine": 7},
+    }
+    assert prov["sources"] == {"suggestion": 3, "human": 11, "machine": 7}  # boxes, as before
+    assert ActionList.from_obj(prov["actions"]) == actions
+    assert list(prov["agreement"]) == ["c1"]
+    body, social = prov["agreement"]["c1"]["groups"]
+    # 14 matched boxes; body a = stand x7, walk x7; b = sit x1, stand x6, walk x7: p_o = 13/14,
+    # p_e = (7*6 + 7*7)/14^2 = 91/196, kappa = (182/196 - 91/196) / (105/196) = 91/105 = 0.867
+    assert prov["agreement"]["c1"]["matched"] == 14
+    assert body["kappa"] == pytest.approx(91 / 105) and social["f1"] == {"talk": 1.0}
+    page = write_report(result.out).read_text()
+    assert (
+        "<td>c1</td><td>body</td><td>kappa 0.87 (observed 0.93)</td><td>14 matched, 0 + 0 unmatched</td>"
+        in page
+    )
+    assert (
+        "<td>stand</td><td>11</td><td>0</td><td>0</td><td>3</td>" in page
+    )  # human, machine, propagated, sugg.
