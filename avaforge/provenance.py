@@ -15,17 +15,21 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from avaforge.formats.actions import ActionList
 from avaforge.formats.errors import FormatError
-from avaforge.stages.via_import import SOURCES, LabelledBox
+
+if TYPE_CHECKING:  # validate reads provenance.json without the import stage's dependencies
+    from avaforge.stages.via_import import LabelledBox
 
 PROVENANCE_FILE = "provenance.json"
 
 
 def sources_per_action(boxes: Iterable[LabelledBox], actions: ActionList) -> dict[str, dict[str, int]]:
     """Action name -> {source: labels}; a box with two actions counts once for each (one AVA row each)."""
+    from avaforge.stages.via_import import SOURCES
+
     counts: dict[int, Counter[str]] = {a.id: Counter() for a in actions}
     for box in boxes:
         for action_id in box.actions:
