@@ -82,7 +82,9 @@ def actions_to_proto(actions: ActionList) -> settings_pb2.ActionList:
     return settings_pb2.ActionList(
         groups=[
             settings_pb2.ActionGroup(
-                name=g.name, actions=[settings_pb2.Action(name=a.name, id=a.id) for a in g.actions]
+                name=g.name,
+                actions=[settings_pb2.Action(name=a.name, id=a.id) for a in g.actions],
+                exclusive=g.exclusive,
             )
             for g in actions.groups
         ]
@@ -91,13 +93,14 @@ def actions_to_proto(actions: ActionList) -> settings_pb2.ActionList:
 
 def actions_from_proto(msg: settings_pb2.ActionList, where: str = "actions") -> ActionList:
     """Checked like an action list file: unique names, ids exactly 1..K (unset ids assigned in order)."""
-    groups: dict[str, list[Any]] = {}
+    groups: dict[str, Any] = {}
     for i, group in enumerate(msg.groups):
         if group.name in groups:
             raise FormatError(f"group {group.name!r} appears twice", f"{where}.groups[{i}]")
-        groups[group.name] = [
+        items = [
             {"name": a.name, "id": a.id} if a.HasField("id") else {"name": a.name} for a in group.actions
         ]
+        groups[group.name] = {"exclusive": True, "actions": items} if group.exclusive else items
     return ActionList.from_obj({"groups": groups}, where)
 
 

@@ -1,10 +1,10 @@
 """Dataset report: HTML page + PNG plots of class balance, per-video counts, boxes per keyframe, track
-lengths and label coverage (and which labels are machine-made), read back from the written dataset."""
+lengths and label coverage (and which labels are machine-made), read back from the written dataset; tables of
+who made each action's labels and, for clips a second annotator reviewed, the agreement per clip and group."""
 
 from __future__ import annotations
 
 import html
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,7 @@ from avaforge.dataset_layout import SPLITS, DatasetLayout
 from avaforge.formats.ava_csv import read_rows
 from avaforge.formats.pbtxt import read_pbtxt
 from avaforge.fsutil import atomic_write_bytes
-
-PROVENANCE_FILE = "provenance.json"  # written by the dataset build: label sources and coverage per clip
+from avaforge.provenance import read_provenance
 
 
 def _bar(ax: Any, labels: list[str], series: dict[str, list[int]], title: str) -> None:
@@ -40,8 +39,7 @@ def write_report(dataset: str | Path, extra: dict[str, Any] | None = None) -> Pa
     out.mkdir(exist_ok=True)
     names = dict(read_pbtxt(layout.action_list))
     rows = {s: read_rows(layout.csv(s)) for s in SPLITS}
-    prov_path = layout.annotations / PROVENANCE_FILE
-    provenance = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+    provenance = read_provenance(layout.annotations)
     figures: list[tuple[str, str]] = []
 
     def save(fig: Any, name: str, caption: str) -> None:
@@ -97,7 +95,7 @@ def write_report(dataset: str | Path, extra: dict[str, Any] | None = None) -> Pa
         axes[0].bar(
             list(sources),
             list(sources.values()),
-            color=["tab:blue", "tab:orange", "tab:green"][: len(sources)],
+            color=["tab:blue", "tab:orange", "tab:purple", "tab:green"][: len(sources)],
         )
         axes[0].set_title("label source (boxes)")
         cov = {k: coverage.get(k, 0) for k in ("labelled", "unlabelled")}
@@ -106,7 +104,8 @@ def write_report(dataset: str | Path, extra: dict[str, Any] | None = None) -> Pa
         save(
             fig,
             "label_coverage.png",
-            "Who made the labels (machine = autolabel suggestions left unchanged) "
+            "Who made the labels (machine = autolabel or model suggestions left unchanged, suggestion = "
+            "a machine suggestion a person accepted, propagated = carried forward) "
             "and how many boxes in the VIA projects were labelled.",
         )
 
@@ -125,9 +124,14 @@ def write_report(dataset: str | Path, extra: dict[str, Any] | None = None) -> Pa
         facts.append(
             f"{sources['machine']} boxes carry machine-made labels (autolabel, unchanged by a person)"
         )
+    if sources.get("suggestion"):
+        facts.append(f"{sources['suggestion']} boxes carry machine suggestions a person accepted")
     for key, value in (extra or {}).items():
         facts.append(f"{key}: {value}")
     body = "".join(f"<li>{html.escape(f)}</li>" for f in facts)
+    body += _sources_table(provenance.get("sources_per_action", {})) + _agreement_table(
+        provenance.get("agreement", {})
+    )
     imgs = "".join(
         f'<figure><img src="{n}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}</figcaption></figure>'
         for n, c in figures
@@ -135,9 +139,49 @@ def write_report(dataset: str | Path, extra: dict[str, Any] | None = None) -> Pa
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>avaforge dataset report</title>"
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}figure{margin:1em 0}"
-        "img{max-width:100%}</style></head><body>"
+        "img{max-width:100%}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}</style></head><body>"
         f"<h1>Dataset report</h1><p>{html.escape(str(layout.root))}</p><ul>{body}</ul>{imgs}</body></html>"
     )
     path = out / "index.html"
     atomic_write_bytes(path, page.encode())
     return path
+
+
+def _table(caption: str, header: list[str], rows: list[list[str]]) -> str:
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><caption>{html.escape(caption)}</caption><tr>{cells}</tr>{body}</table>"
+
+
+def _sources_table(per_action: dict[str, dict[str, int]]) -> str:
+    if not per_action:
+        return ""
+    kinds = sorted({k for counts in per_action.values() for k in counts})
+    rows = [[name, *(str(counts.get(k, 0)) for k in kinds)] for name, counts in per_action.items()]
+    return _table("Labels per action by source", ["action", *kinds], rows)
+
+
+def _agreement_table(per_clip: dict[str, Any]) -> str:
+    """Reviewed clips: kappa (exclusive groups) or per-action F1 (multi-select), matched/unmatched boxes."""
+    if not per_clip:
+        return ""
+    rows = []
+    for clip, result in sorted(per_clip.items()):
+        boxes = f"{result['matched']} matched, {result['unmatched_a']} + {result['unmatched_b']} unmatched"
+        for g in result["groups"]:
+            if g["exclusive"]:
+                value = f"kappa {_num(g['kappa'])} (observed {_num(g['observed'])})"
+            else:
+                per = ", ".join(f"{name} {_num(v)}" for name, v in g["f1"].items())
+                value = f"macro F1 {_num(g['macro_f1'])} ({per})"
+            rows.append([clip, g["group"], value, boxes])
+    return _table(
+        "Agreement with the second annotator's review (boxes matched at IoU >= 0.5)",
+        ["clip", "group", "agreement", "boxes"],
+        rows,
+    )
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"

@@ -301,6 +301,7 @@ def build(workdir: str | Path, out: str | Path) -> dataset.BuildResult:
         if not wd.labels(cid).exists():
             continue
         paths, clip, finfo, _ = _load_clip(wd, cid)
+        review = wd.review_labels(cid)
         bundles.append(
             dataset.ClipBundle(
                 clip,
@@ -308,6 +309,7 @@ def build(workdir: str | Path, out: str | Path) -> dataset.BuildResult:
                 paths.rawframes,
                 read_proposals(paths.proposals),
                 via_import.ClipLabels.load(wd.labels(cid)),
+                via_import.ClipLabels.load(review) if review.exists() else None,
             )
         )
     return steps.build_dataset(bundles, actions, settings, Path(out))

@@ -82,6 +82,10 @@ class Workdir:
     def labels(self, clip_id: str) -> Path:
         return self.root / "labels" / f"{clip_id}.json"
 
+    def review_labels(self, clip_id: str) -> Path:
+        """A second annotator's review pass of the clip (ClipLabels); the adjudicated result is ``labels``."""
+        return self.root / "labels" / "review" / f"{clip_id}.json"
+
     def suggestions(self, clip_id: str) -> Path:
         return self.autolabel / f"{clip_id}.suggestions.json"
 

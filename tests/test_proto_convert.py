@@ -211,7 +211,12 @@ def test_an_unknown_enum_number_names_the_field() -> None:
     assert exc.value.where == "settings.cut.plan.mode" and "unknown ClipMode value 9" in exc.value.message
 
 
-ACTIONS = {"groups": {"body": ["stand", {"name": "sit", "id": 5}, "walk"], "head": ["talk", "hand up"]}}
+ACTIONS = {
+    "groups": {
+        "body": {"exclusive": True, "actions": ["stand", {"name": "sit", "id": 5}, "walk"]},
+        "head": ["talk", "hand up"],
+    }
+}
 
 
 def test_actions_round_trip_exactly() -> None:
@@ -219,6 +224,7 @@ def test_actions_round_trip_exactly() -> None:
     wire = settings_pb2.ActionList.FromString(actions_to_proto(actions).SerializeToString())
     back = actions_from_proto(wire)
     assert back == actions and back.to_dict() == actions.to_dict()
+    assert [g.exclusive for g in back.groups] == [True, False]
     # ids as the file gives them: pinned sit=5, the rest 1..4 in order of appearance
     assert back.pbtxt_items() == [(1, "stand"), (2, "walk"), (3, "talk"), (4, "hand up"), (5, "sit")]
 

@@ -3,17 +3,19 @@
 File (YAML or JSON)::
 
     groups:
-      body: [stand, sit, walk]
+      body: {exclusive: true, actions: [stand, sit, walk]}
       head: [talk, {name: "hand up", id: 6}]
 
 Ids are assigned in order of appearance; an action may pin its id (``{name, id}``) so that adding an
 action to an earlier group later does not renumber existing ones. The final ids must be exactly 1..K.
+A group written as a mapping may be ``exclusive`` (AVA's pose: exactly one action of it per labelled box);
+the plain list form is a multi-select group (0..n actions per box).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,10 @@ class Action:
 class ActionGroup:
     name: str
     actions: tuple[Action, ...]
+    exclusive: bool = False
+
+    def ids(self) -> frozenset[int]:
+        return frozenset(a.id for a in self.actions)
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,28 @@ class ActionList:
         return sorted((a.id, a.name) for a in self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"groups": {g.name: [{"name": a.name, "id": a.id} for a in g.actions] for g in self.groups}}
+        """The file form; a multi-select group stays a plain list (so existing lists keep their bytes)."""
+        groups: dict[str, Any] = {}
+        for g in self.groups:
+            items = [{"name": a.name, "id": a.id} for a in g.actions]
+            groups[g.name] = {"exclusive": True, "actions": items} if g.exclusive else items
+        return {"groups": groups}
+
+    @property
+    def exclusive_groups(self) -> tuple[ActionGroup, ...]:
+        return tuple(g for g in self.groups if g.exclusive)
+
+    def exclusive_violations(self, action_ids: Iterable[int]) -> list[str]:
+        """The one rule for exclusive groups: a labelled box has exactly one action of each. One message per
+        violated group, e.g. "group 'body' needs exactly one action, got 2 (stand, walk)"."""
+        ids = set(action_ids)
+        out = []
+        for g in self.exclusive_groups:
+            chosen = [a.name for a in g.actions if a.id in ids]
+            if len(chosen) != 1:
+                got = f"{len(chosen)} ({', '.join(chosen)})" if chosen else "none"
+                out.append(f"group {g.name!r} needs exactly one action, got {got}")
+        return out
 
     @classmethod
     def from_obj(cls, obj: Any, where: str = "action list") -> ActionList:
@@ -68,13 +95,15 @@ class ActionList:
             raise FormatError("'groups' must be a non-empty mapping of group name -> list of actions", where)
         pinned: dict[int, str] = {}
         entries: list[tuple[str, str, int | None]] = []
-        for gname, actions in groups.items():
+        exclusive: set[str] = set()
+        for gname, value in groups.items():
             gwhere = f"{where}: group {gname!r}"
             if not isinstance(gname, str) or not gname.strip():
                 raise FormatError("group names must be non-empty strings", gwhere)
             check_action_name(gname, gwhere)
-            if not isinstance(actions, list) or not actions:
-                raise FormatError("must be a non-empty list of actions", gwhere)
+            actions, is_exclusive = _group_body(value, gwhere)
+            if is_exclusive:
+                exclusive.add(gname)
             for item in actions:
                 name, pin = _entry(item, gwhere)
                 if pin is not None:
@@ -96,7 +125,7 @@ class ActionList:
         out: dict[str, list[Action]] = {}
         for gname, name, action_id in assigned:
             out.setdefault(gname, []).append(Action(action_id, name))
-        return cls(tuple(ActionGroup(g, tuple(a)) for g, a in out.items()))
+        return cls(tuple(ActionGroup(g, tuple(a), g in exclusive) for g, a in out.items()))
 
     @classmethod
     def load(cls, path: str | Path) -> ActionList:
@@ -111,6 +140,25 @@ class ActionList:
     @classmethod
     def from_flat(cls, names: list[str], group: str = "actions") -> ActionList:
         return cls.from_obj({"groups": {group: list(names)}})
+
+
+def _group_body(value: Any, where: str) -> tuple[list[Any], bool]:
+    """A group's actions and whether it is exclusive: ``[a, b]`` or ``{exclusive: bool, actions: [a, b]}``."""
+    if isinstance(value, dict):
+        unknown = sorted(str(k) for k in set(value) - {"exclusive", "actions"})
+        if unknown:
+            raise FormatError(f"unknown keys {unknown}; a group is a list or {{exclusive, actions}}", where)
+        if "actions" not in value:
+            raise FormatError("a group written as a mapping needs an 'actions' list", where)
+        flag = value.get("exclusive", False)
+        if not isinstance(flag, bool):
+            raise FormatError(f"'exclusive' must be true or false, got {flag!r}", where)
+        actions = value["actions"]
+    else:
+        actions, flag = value, False
+    if not isinstance(actions, list) or not actions:
+        raise FormatError("must be a non-empty list of actions", where)
+    return actions, flag
 
 
 def _entry(item: Any, where: str) -> tuple[str, int | None]:

@@ -2,7 +2,8 @@
 
 Layout written (as VIA's "Code Documentation for VIA Version 3.x.y" describes the format): attribute "1" is
 the text attribute ``person`` holding the track id and shown as the region label; attributes "2".. are one
-checkbox attribute per action group whose option ids are the action ids, with ``default_option_id: ""`` and
+checkbox attribute per action group whose option ids are the action ids (a radio attribute for an exclusive
+group: VIA then lets the annotator pick only one), with ``default_option_id: ""`` and
 no ticks in ``av`` (VIA would otherwise pre-tick every new box). A region is
 ``{vid, flg: 0, z: [], xy: [2, x, y, w, h], av}`` in pixels. Ids are derived from
 the input, so the same input gives the same bytes.
@@ -73,18 +74,21 @@ def build_project(
         }
     }
     group_aid: dict[int, str] = {}
+    radio: set[str] = set()
     for i, group in enumerate(actions.groups, start=2):
         aid = str(i)
         attributes[aid] = {
             "aname": group.name,
             "anchor_id": ANCHOR_IMAGE_REGION,
-            "type": ATTR_CHECKBOX,
-            "desc": f"actions: {group.name}",
+            "type": ATTR_RADIO if group.exclusive else ATTR_CHECKBOX,
+            "desc": f"actions: {group.name}" + (" (exactly one)" if group.exclusive else ""),
             "options": {str(a.id): a.name for a in group.actions},
             "default_option_id": "",
         }
         for a in group.actions:
             group_aid[a.id] = aid
+        if group.exclusive:
+            radio.add(aid)
 
     files: dict[str, Any] = {}
     views: dict[str, Any] = {}
@@ -113,6 +117,12 @@ def build_project(
                     raise FormatError(f"second {kf.second}: unknown action id {action_id}", video_id)
                 ticks.setdefault(group_aid[action_id], []).append(str(action_id))
             for aid in sorted(ticks, key=int):
+                if aid in radio and len(set(ticks[aid])) > 1:
+                    raise FormatError(
+                        f"second {kf.second}: actions {sorted(set(ticks[aid]))} ticked in the exclusive "
+                        f"group {attributes[aid]['aname']!r}",
+                        video_id,
+                    )
                 av[aid] = ",".join(sorted(set(ticks[aid]), key=int))
             mid = f"{vid}_p{box.track_id}" if box.track_id is not None else f"{vid}_b{k}"
             metadata[mid] = {

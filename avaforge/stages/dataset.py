@@ -31,12 +31,13 @@ from avaforge.formats.pbtxt import write_pbtxt
 from avaforge.formats.proposals import Proposals, to_boxes, write_proposals
 from avaforge.formats.timeline import write_included_timestamps
 from avaforge.fsutil import atomic_write_bytes, link_or_copy
-from avaforge.report import PROVENANCE_FILE
+from avaforge.provenance import PROVENANCE_FILE, sources_per_action
 from avaforge.settings import DatasetSettings
 from avaforge.stages.frames import FramesInfo
 from avaforge.stages.ingest import ClipInfo
 from avaforge.stages.via_import import ClipLabels
 from avaforge.validation import ValidationReport, validate_dataset
+from avaforge.workbench.agreement import agreement
 
 
 @dataclass
@@ -46,6 +47,7 @@ class ClipBundle:
     frame_dir: Path
     proposals: Proposals
     labels: ClipLabels
+    review: ClipLabels | None = None  # a second annotator's pass: its agreement goes into the report
 
 
 @dataclass
@@ -142,15 +144,32 @@ def build_dataset(
         "labelled": sum(len(b.labels.boxes) for b in bundles),
         "unlabelled": sum(len(b.labels.unlabelled) for b in bundles),
     }
+    reviewed = {
+        b.clip.clip_id: agreement(b.labels.boxes, b.review.boxes, actions).to_dict()
+        for b in sorted(bundles, key=lambda b: b.clip.clip_id)
+        if b.review is not None
+    }
     summary.update(sources=dict(sources), coverage=coverage)
+    if reviewed:
+        summary["agreement"] = reviewed
     atomic_write_bytes(
         layout.annotations / PROVENANCE_FILE,
         json.dumps(
-            {"split_unit": unit, "sources": dict(sources), "coverage": coverage, "splits": summary["splits"]},
+            {
+                "split_unit": unit,
+                "sources": dict(sources),
+                "coverage": coverage,
+                "splits": summary["splits"],
+                "sources_per_action": sources_per_action(
+                    (x for b in bundles for x in b.labels.boxes), actions
+                ),
+                "actions": actions.to_dict(),
+                "agreement": reviewed,
+            },
             indent=1,
         ).encode(),
     )
-    report = validate_dataset(tmp)
+    report = validate_dataset(tmp, actions=actions)
     if not report.ok:
         rejected = out.with_name(f"{out.name}.rejected")
         shutil.rmtree(rejected, ignore_errors=True)

@@ -32,7 +32,10 @@ from avaforge.stages.frames import FramesInfo
 from avaforge.stages.track import Tracks
 from avaforge.tracking.metrics import match_boxes
 
-Source = Literal["human", "machine", "propagated"]
+# human: a person's label; machine: autolabel/model label never touched by a person; suggestion: a machine
+# suggestion a person accepted (the workbench); propagated: carried forward from the person's last second.
+Source = Literal["human", "machine", "suggestion", "propagated"]
+SOURCES: tuple[Source, ...] = ("human", "machine", "suggestion", "propagated")
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,9 @@ def import_project(
             if not acts:
                 labels.unlabelled.append(r.where)
                 continue
+            violations = actions.exclusive_violations(acts)
+            if violations:
+                raise FormatError("; ".join(violations), r.where)
             last_actions[pid] = acts
             labels.boxes.append(
                 LabelledBox(second, r.normalised(frames.width, frames.height), pid, acts, source, r.region_id)

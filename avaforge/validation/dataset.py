@@ -8,24 +8,33 @@ from pathlib import Path
 import numpy as np
 
 from avaforge.dataset_layout import SPLITS, DatasetLayout
+from avaforge.formats.actions import ActionList
 from avaforge.formats.ava_csv import AvaRow, check_row, parse_excluded, parse_rows, proposal_key
 from avaforge.formats.errors import FormatError, Severity, read_text
 from avaforge.formats.pbtxt import parse_pbtxt
 from avaforge.formats.proposals import check_array, loads_raw, parse_key
 from avaforge.formats.timeline import sample_window
+from avaforge.provenance import PROVENANCE_FILE, provenance_actions, read_provenance
 from avaforge.validation.config import check_config
 from avaforge.validation.report import ValidationReport, WindowSettings
 
 
 def validate_dataset(
-    path: str | Path, *, config: str | Path | None = None, window: WindowSettings | None = None
+    path: str | Path,
+    *,
+    config: str | Path | None = None,
+    window: WindowSettings | None = None,
+    actions: ActionList | None = None,
 ) -> ValidationReport:
+    """``actions``: the action list with its groups; by default the one provenance.json records (the pbtxt
+    has no groups), and exclusive groups are checked when it has any."""
     layout = DatasetLayout.find(path)
     report = ValidationReport(dataset=str(path))
     if not layout.root.is_dir():
         report.add(Severity.ERROR, "no-dataset", "not a directory", str(path))
         return report
     action_ids = _check_label_map(layout, report)
+    actions = _group_actions(layout, actions, report)
     if config is not None:
         window = check_config(config, layout, action_ids, report)
     window = window or WindowSettings()
@@ -35,6 +44,8 @@ def validate_dataset(
         rows = _check_csv(layout, split, action_ids, report)
         if rows is None:
             continue
+        if actions is not None:
+            _check_exclusive(rows, actions, str(layout.csv(split)), report)
         excluded = _check_excluded(layout, split, report)
         labelled = sorted(
             {(r.video_id, r.timestamp) for r in rows if (r.video_id, r.timestamp) not in excluded}
@@ -74,6 +85,41 @@ def _check_label_map(layout: DatasetLayout, report: ValidationReport) -> set[int
         report.add(Severity.WARNING, "pbtxt-ids", f"ids {sorted(ids)} are not 1..K", str(path))
     report.summary["actions"] = {i: n for i, n in sorted(items)}
     return ids
+
+
+def _group_actions(
+    layout: DatasetLayout, actions: ActionList | None, report: ValidationReport
+) -> ActionList | None:
+    """The action list whose exclusive groups apply, if it matches the pbtxt (else a warning, no check)."""
+    where = str(layout.annotations / PROVENANCE_FILE)
+    if actions is None:
+        try:
+            actions = provenance_actions(read_provenance(layout.annotations), where)
+        except FormatError as exc:
+            report.add(Severity.WARNING, "provenance-unreadable", exc.message, exc.where or where)
+            return None
+    if actions is None or not actions.exclusive_groups:
+        return None
+    pbtxt = report.summary.get("actions", {})
+    if pbtxt and dict(actions.pbtxt_items()) != pbtxt:
+        report.add(
+            Severity.WARNING,
+            "groups-mismatch",
+            "the action list with the groups does not match the pbtxt; exclusive groups not checked",
+            where,
+        )
+        return None
+    return actions
+
+
+def _check_exclusive(rows: list[AvaRow], actions: ActionList, where: str, report: ValidationReport) -> None:
+    """Exactly one action of each exclusive group per labelled box (a person at a keyframe)."""
+    per_box: dict[tuple[str, int, int], set[int]] = defaultdict(set)
+    for r in rows:
+        per_box[(r.video_id, r.timestamp, r.person_id)].add(r.action_id)
+    for (vid, ts, pid), ids in sorted(per_box.items()):
+        for message in actions.exclusive_violations(ids):
+            report.add(Severity.ERROR, "exclusive-group", message, f"{where} ({vid},{ts:04d} person {pid})")
 
 
 def _check_csv(
