@@ -63,10 +63,12 @@ async def clip_facts(queue: WorkQueue, job: str, stage: str) -> list[str]:
     return [k[len(prefix) :] for k in await keys(queue, prefix)]
 
 
-async def parts(queue: WorkQueue, job: str, stage: str, clip_id: str) -> list[str]:
-    """The keys of the fan-out items of ``stage`` recorded for one clip, in item order."""
-    prefix = f"{job}.parts.{pipeline.stage(stage).name}.{clip_id}."
-    return [k for k in await keys(queue, prefix) if k[len(prefix) :].isdigit()]
+async def parts(queue: WorkQueue, job: str, stage: str, clip_id: str, count: int) -> list[dict[str, Any]]:
+    """The ``count`` fan-out items of ``stage`` recorded for one clip, in item order, or [] while any is
+    missing. Each is read by its key: a KV key listing (an ordered-consumer watch in nats-py) can come back
+    short on a loaded machine, which would leave a finished clip unmerged."""
+    found = [await get(queue, fact(job, stage, clip_id, i)) for i in range(count)]
+    return [] if any(f is None for f in found) else found  # type: ignore[misc]
 
 
 async def complete(

@@ -44,13 +44,11 @@ async def detect_item(ctx: Context, item: dict[str, Any]) -> None:
         detect, ctx.store, ctx.cache, ctx.detectors, rawframes, item["frames"], s
     )
     await jobs.put(ctx.queue, jobs.fact(job, "detect", cid, item["batch"]), ref.to_dict())
-    parts = await jobs.parts(ctx.queue, job, "detect", cid)
-    if len(parts) < item["batches"]:
+    parts = await jobs.parts(ctx.queue, job, "detect", cid, item["batches"])
+    if not parts:
         return
     # the last batch in: merge (any worker that sees all parts merges the same bytes; ids dedup the rest)
-    loaded = [
-        Detections.load(io.BytesIO(ctx.store.get(ArtifactRef(**await jobs.get(ctx.queue, k))))) for k in parts
-    ]  # type: ignore[arg-type]
+    loaded = [Detections.load(io.BytesIO(ctx.store.get(ArtifactRef(**p)))) for p in parts]
     merged = ctx.store.put("detections", merge_detections(loaded).to_bytes(), ".npz")
     await jobs.complete(ctx.queue, item, "detect", {"detections": merged.to_dict()})
 
