@@ -133,6 +133,17 @@ def ava_dataset(layout, split: str = "train", **overrides):  # type: ignore[no-u
     return AVADataset(**kwargs)
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, people_rawframes: Path):  # type: ignore[no-untyped-def]
+    """(dataset, run dir, TrainResult): the tiny preset trained 2 iterations on ``write_demo_dataset`` once
+    per session - training is the slow part, and several tests only need a real checkpoint."""
+    from avaforge.trainer.train import train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    data = write_demo_dataset(root / "ds", people_rawframes, {"train": ["a"], "val": ["b"]})
+    return data, root / "run", train(data, "tiny", root / "run", iters=2)
+
+
 CREDS = S3Credentials("avaforge-test", "test-secret-key-0123")  # the test S3 server's credentials
 
 

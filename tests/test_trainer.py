@@ -103,17 +103,12 @@ def test_metric_equals_mmaction2_ava_eval(tmp_path: Path, monkeypatch, seed: int
 
 
 @pytest.mark.slow
-def test_tiny_preset_smoke_train_evaluate_resume_and_demo(
-    tmp_path: Path, people_rawframes: Path, videos: Path
-) -> None:
+def test_tiny_preset_smoke_train_evaluate_resume_and_demo(tmp_path: Path, tiny_run, videos: Path) -> None:  # type: ignore[no-untyped-def]
     from avaforge.trainer.demo_video import render_demo
     from avaforge.trainer.train import train
 
-    layout = DatasetLayout(
-        write_demo_dataset(tmp_path / "ds", people_rawframes, {"train": ["a"], "val": ["b"]})
-    )
-    run = tmp_path / "run"
-    result = train(layout.root, "tiny", run, iters=2)
+    data, run, result = tiny_run  # trained 2 iterations on write_demo_dataset
+    layout = DatasetLayout(data)
     assert result.checkpoint.name == "iter_2.pth"
     metrics = json.loads((run / "metrics.json").read_text())
     assert math.isfinite(metrics["val"]["mAP@0.5IOU"])

@@ -8,18 +8,16 @@ from avaforge.formats.actions import ActionList
 from avaforge.formats.errors import FormatError
 from avaforge.stages.via_import import LabelledBox
 from avaforge.workbench.assist import predict
-from tests.conftest import write_demo_dataset
 
 pytestmark = pytest.mark.slow
 # write_demo_dataset's action list: ids in order of appearance
 ACTIONS = ActionList.from_flat(["stand", "walk", "talk"])
 
 
-def test_checkpoint_scores_every_box_with_the_action_ids(tmp_path: Path, people_rawframes: Path) -> None:
-    from avaforge.trainer.train import train
-
-    data = write_demo_dataset(tmp_path / "ds", people_rawframes, {"train": ["a"], "val": ["b"]})
-    result = train(data, "tiny", tmp_path / "run", iters=2)
+def test_checkpoint_scores_every_box_with_the_action_ids(
+    tmp_path: Path, people_rawframes: Path, tiny_run
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, result = tiny_run  # the tiny preset trained 2 iterations on write_demo_dataset
     boxes = [
         LabelledBox(2, (0.1, 0.2, 0.4, 0.9), 5, (), "machine", "workbench:5@2"),
         LabelledBox(2, (0.55, 0.15, 0.85, 0.95), 9, (), "machine", "workbench:9@2"),
