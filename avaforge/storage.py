@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import re
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -340,11 +341,13 @@ class S3Store:
             )
 
     def get_file(self, ref: ArtifactRef, dest: str | Path) -> Path:
-        """The artifact streamed into ``dest`` (through ``.<name>.partial``: a failed read leaves nothing)."""
+        """The artifact streamed into ``dest`` (through a ``.partial`` file: a failed read leaves nothing)."""
         dest = Path(dest)
-        tmp = dest.with_name(f".{dest.name}.partial")
+        # unique per call: two workers sharing a cache may fetch the same artifact at once
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+        tmp = Path(name)
         try:
-            with open(tmp, "wb") as f:
+            with os.fdopen(fd, "wb") as f:
                 for chunk in self.get_stream(ref):
                     f.write(chunk)
             tmp.replace(dest)

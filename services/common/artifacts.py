@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 from avaforge.archive import unpack_dir
@@ -18,10 +19,19 @@ class LocalCache:
         """A tar artifact (e.g. rawframes) unpacked; reused while its digest is the same."""
         target = self.root / "dirs" / ref.digest
         if not target.is_dir():
-            tmp = target.with_name(f".{ref.digest}.partial")
-            shutil.rmtree(tmp, ignore_errors=True)
-            unpack_dir(self.store.get(ref), tmp, f"{ref.bucket}/{ref.key}")
-            tmp.replace(target)
+            # a folder of its own per unpack: workers sharing the cache (threads of one process, processes of
+            # `make up`) unpack the same clip at once, and a shared .partial name let one delete the other's
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{ref.digest[:16]}.", suffix=".partial", dir=target.parent))
+            try:
+                unpack_dir(self.store.get(ref), tmp, f"{ref.bucket}/{ref.key}")
+                try:
+                    tmp.rename(target)
+                except OSError:  # another worker's identical copy got there first
+                    if not target.is_dir():
+                        raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         return target
 
     def file(self, ref: ArtifactRef, suffix: str = "") -> Path:
