@@ -42,7 +42,7 @@ from avaforge.detection import make_detector  # noqa: E402
 from avaforge.detection.model_files import file_digest, onnx_model, resolve_weights  # noqa: E402
 from avaforge.settings import DetectSettings  # noqa: E402
 from avaforge.stages.detect import detect_clip, frames_to_detect  # noqa: E402
-from devstack.servers import triton_server, wait_model_ready  # noqa: E402
+from devstack.servers import log_tail, triton_server, wait_model_ready, wait_port  # noqa: E402
 from services.common import threads  # noqa: E402
 from tests.media import ffmpeg, vtest  # noqa: E402
 
@@ -227,6 +227,11 @@ def bench_triton(
     rows = []
     try:
         wait_model_ready(server.port, "person_detector", timeout=600)
+        log = server.workdir / "triton.log"
+        try:
+            wait_port(metrics_port, 120, server.proc, log)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"Triton's metrics port: {exc}\n{log_tail(log, 20)}") from None
         settings = DetectSettings(backend="triton", triton_url=f"127.0.0.1:{server.port}")
         for n in workers:
             before = triton_metrics(metrics_port)
@@ -297,6 +302,7 @@ def main() -> int:
         TritonConfig(1, cores, tuple(BATCH * k for k in range(2, cores + 1)) or (BATCH,), 5000),
     ]
     rows: list[dict[str, Any]] = []
+    errors: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         folder = Path(tmp)
         seconds = -(-args.frames * 3 // 30) + 1  # detection at 10 fps: every 3rd frame
@@ -313,7 +319,11 @@ def main() -> int:
                 print(json.dumps(row), flush=True)
         if not args.skip_triton:
             for cfg in triton_configs:
-                rows += bench_triton(cfg, args.workers, rawframes, frames, folder)
+                try:
+                    rows += bench_triton(cfg, args.workers, rawframes, frames, folder)
+                except (RuntimeError, TimeoutError, OSError) as exc:  # the other rows still count
+                    print(f"triton ({cfg.label()}) failed: {exc}", file=sys.stderr, flush=True)
+                    errors.append(f"{cfg.label()}: {exc}")
     rows = with_efficiency(rows)
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -323,8 +333,8 @@ def main() -> int:
     }
     print(table(rows))
     if args.json:
-        args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    return 0
+        args.json.write_text(json.dumps({"meta": meta, "rows": rows, "errors": errors}, indent=1) + "\n")
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
