@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export YOLO_OFFLINE := 1
 
-.PHONY: install test lint format relock clean demo bench bench-train learning-check soak up down protos \
+.PHONY: install test lint format relock clean demo bench bench-train bench-scale learning-check soak up down protos \
 	k8s-validate k8s-manifests image-requirements images push-images image-cpu-local image-gpu-local
 
 install:  ## create .venv with everything pinned (apt ffmpeg, torch, mm stack, pipeline packages)
@@ -26,6 +26,9 @@ soak: install  ## 20 jobs on 2 detector workers, one SIGKILLed every 10-20 s, on
 
 bench-train: install  ## seconds per training iteration on CPU, tiny and SlowFast R50 presets
 	$(PY) benchmarks/bench_train.py --json benchmarks/last_train_run.json
+
+bench-scale: install  ## detect-stage frames/s with 1 and 2 workers (thread budgets), ONNX Runtime vs Triton (not in CI)
+	$(PY) benchmarks/bench_scale.py --json benchmarks/last_scale_run.json
 
 learning-check: install  ## the tiny model overfits its training keyframes (also part of make test)
 	$(PY) -m pytest -q -s tests/test_learning_check.py

@@ -1,6 +1,7 @@
 """``make up`` / ``make down``: the local stack on loopback, state in ``$AVAFORGE_STACK_DIR`` (.stack/).
 
-up    starts nats-server (JetStream), the S3 server, Triton (the person detector from deploy/triton/local),
+up    starts nats-server (JetStream), the S3 server, Triton (the person detector from deploy/triton/local,
+      where the services' detection runs: AVAFORGE_DETECT_BACKEND=triton unless set otherwise),
       and every process of services/common/catalog.py on loopback: the gateway (AVAFORGE_GATEWAY_PORT,
       default 50050), the other gRPC APIs at +1..+6 (ingest, detector, tracker, proposals, via, trainer),
       the queue workers with AVAFORGE_DETECT_WORKERS detector workers (default 2); creates the artifact
@@ -183,7 +184,10 @@ def up() -> int:
     env_file.touch(mode=0o600, exist_ok=True)
     env_file.chmod(0o600)
     env_file.write_text("".join(f"{k}={v}\n" for k, v in {**env, **clients}.items()))
-    services = _start_services(state, {**env, **auth.server_env()}, ports)
+    # Detection runs on the stack's Triton (services/common/deployment.py) unless the caller names a backend:
+    # workers stay light clients instead of each running ONNX Runtime on every core (issue 13).
+    backend = {"AVAFORGE_DETECT_BACKEND": os.environ.get("AVAFORGE_DETECT_BACKEND") or "triton"}
+    services = _start_services(state, {**env, **auth.server_env(), **backend}, ports)
     pids.update({name: proc.pid for name, proc in services.items()})
     (state / "pids.json").write_text(json.dumps(pids))
     wait_port(gateway_port, 120, services["gateway"], state / "gateway.log")

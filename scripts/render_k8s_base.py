@@ -89,6 +89,11 @@ def container(d: Deployable) -> dict[str, Any]:
             }
             for key in S3_KEYS
         ),
+        # the thread budget (services/common/threads.py): the container's own CPU limit, in millicores
+        {
+            "name": "AVAFORGE_CPU_LIMIT_MILLI",
+            "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}},
+        },
         {"name": "AVAFORGE_NATS_USER", "value": service},
         {
             "name": "AVAFORGE_NATS_PASSWORD",

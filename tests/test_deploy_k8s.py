@@ -149,7 +149,8 @@ def test_every_service_has_deployment_service_probes_and_the_codes_port(overlay,
             ("AVAFORGE_TOKEN_FILE", "service.token"),
         ):
             assert env[key] == f"/etc/avaforge/auth/{file}", (d.name, key)
-        refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "valueFrom" in e}
+        secrets = (e for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {}))
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in secrets}
         assert refs == {
             "AVAFORGE_S3_ACCESS_KEY": f"avaforge-s3-{service}",
             "AVAFORGE_S3_SECRET_KEY": f"avaforge-s3-{service}",
@@ -422,3 +423,32 @@ def test_network_policies_open_only_the_gateway_and_fence_nats_s3_triton(rendere
     assert _allowed(res, detect_worker, triton, 8001)
     assert _allowed(res, ("avaforge", _pod_labels(res, PREFIX + "detector")), triton, 8001)
     assert _allowed(res, ("monitoring", {"app": "prometheus"}), labels, catalog.METRICS_PORT)
+
+
+# --- thread budgets, Triton's own autoscaling ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_thread_budget_follows_its_cpu_limit(overlay, rendered) -> None:  # type: ignore[no-untyped-def]
+    res = rendered[overlay]
+    for d in (r for r in res if r["kind"] == "Deployment" and r["metadata"]["name"] != PREFIX + "triton"):
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            env = {e["name"]: e for e in c["env"]}
+            # services/common/threads.py reads it; the downward API gives this container's own limit
+            ref = env["AVAFORGE_CPU_LIMIT_MILLI"]["valueFrom"]["resourceFieldRef"]
+            assert ref == {"resource": "limits.cpu", "divisor": "1m"}, d["metadata"]["name"]
+            assert c["resources"]["limits"]["cpu"]
+
+
+@pytest.mark.parametrize("overlay", ["gpu", "gpu-hpa"])
+def test_triton_scales_on_the_metric_prometheus_adapter_serves(overlay, rendered) -> None:  # type: ignore[no-untyped-def]
+    hpa = _get(rendered[overlay], "HorizontalPodAutoscaler", PREFIX + "triton")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == PREFIX + "triton"
+    (metric,) = hpa["spec"]["metrics"]
+    rules = yaml.safe_load((K8S / "external" / "prometheus-adapter-values.yaml").read_text())["rules"]
+    served = {r["name"]["as"]: r for r in rules["custom"]}
+    rule = served[metric["pods"]["metric"]["name"]]
+    # Triton's own counters (tritonserver 2.51 /metrics), queue over compute time
+    assert "nv_inference_queue_duration_us" in rule["metricsQuery"]
+    assert "nv_inference_compute_infer_duration_us" in rule["metricsQuery"]
+    assert not [r for r in rendered["dev"] if r["kind"] == "HorizontalPodAutoscaler"]  # no adapter assumed

@@ -70,6 +70,9 @@ def test_make_up_and_down_start_and_stop_the_stack(tmp_path: Path) -> None:
             "person_detector"
         )
         _assert_gateway_needs_tls_and_a_token(values, tmp_path / "stack")
+        pids = json.loads((tmp_path / "stack" / "pids.json").read_text())
+        detector_env = Path(f"/proc/{pids['worker-detect-0']}/environ").read_bytes().split(b"\0")
+        assert b"AVAFORGE_DETECT_BACKEND=triton" in detector_env  # detection runs on the stack's Triton
     finally:
         down = _devstack("down", env)
     assert down.returncode == 0 and not (tmp_path / "stack" / "pids.json").exists()

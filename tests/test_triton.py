@@ -46,3 +46,38 @@ def test_triton_backend_matches_onnx_runtime(triton, people_rawframes: Path, vid
 def test_unavailable_triton_is_a_clear_error() -> None:
     with pytest.raises(FormatError, match="Triton server unavailable"):
         make_detector(DetectSettings(backend="triton", triton_url=f"127.0.0.1:{free_port()}"))
+
+
+def test_concurrent_requests_batched_together_give_each_client_its_own_boxes(
+    triton, people_rawframes: Path, videos: Path
+) -> None:
+    """Requests that queue while the instance is busy run as one batch (deploy/triton/local's model joins
+    them); each client still gets the boxes of its own frames."""
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    metrics_port = next(a for a in triton.argv if a.startswith("--metrics-port=")).split("=")[1]
+
+    def counter(name: str) -> float:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+    clips = [
+        [cv2.imread(str(people_rawframes / f"img_{30 * t + k + 1:05d}.jpg")) for t in range(8)]
+        for k in range(6)
+    ]
+    local = make_detector(DetectSettings(backend="onnx"))
+    remotes = [
+        make_detector(DetectSettings(backend="triton", triton_url=f"127.0.0.1:{triton.port}")) for _ in clips
+    ]
+    requests0, execs0 = counter("nv_inference_request_success"), counter("nv_inference_exec_count")
+    with ThreadPoolExecutor(len(clips)) as pool:
+        got = list(pool.map(lambda rc: rc[0].detect(rc[1]), zip(remotes, clips, strict=True)))
+    requests, execs = (
+        counter("nv_inference_request_success") - requests0,
+        counter("nv_inference_exec_count") - execs0,
+    )
+    assert requests == 6 and execs < requests  # at least two requests shared one execution
+    for frames, boxes in zip(clips, got, strict=True):
+        for a, b in zip(boxes, local.detect(frames), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-3)

@@ -9,6 +9,7 @@ import onnxruntime as ort
 
 from avaforge.detection.model_files import detector_model
 from avaforge.detection.prepost import postprocess, preprocess
+from avaforge.ort_threads import session_options
 from avaforge.settings import DetectSettings
 
 
@@ -19,7 +20,7 @@ class OnnxDetector:
         providers = [
             p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
         ]
-        self.session = ort.InferenceSession(str(self.model_path), providers=providers)
+        self.session = ort.InferenceSession(str(self.model_path), session_options(), providers=providers)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.num_classes = len(ast.literal_eval(meta.get("names", "{0: 'person'}")))
         self.stride = int(meta.get("stride", 32))

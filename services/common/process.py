@@ -7,6 +7,7 @@ python -m services.<service> work [STAGE..]  a queue worker for its stages of ``
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from avaforge.queue import WorkQueue
 from avaforge.storage import S3Store
-from services.common import auth, runtime, worker
+from services.common import auth, runtime, threads, worker
 from services.common.cache import cache_dir
 from services.common.catalog import by_name
 
@@ -56,6 +57,14 @@ async def serve_api(service: str, make: MakeApi) -> int:
 
 def main(service: str, make: MakeApi | None, handlers: dict[str, worker.Handler]) -> None:
     args = sys.argv[1:]
+    try:  # before any model loads: its thread pools are sized once, from the CPU limit
+        budget = threads.budget()
+    except ValueError as exc:
+        print(f"{service}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    threads.apply(budget)
+    runtime.configure_logging()
+    logging.getLogger("avaforge.threads").info(f"{budget.threads} compute threads ({budget.source})")
     if args[:1] == ["work"]:
         sys.exit(asyncio.run(worker.run(service, handlers, args[1:])))
     if args or make is None:
