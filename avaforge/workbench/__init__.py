@@ -1,0 +1,1 @@
+"""The AVA annotation workbench (avaforge annotate): label people over time in the browser."""
