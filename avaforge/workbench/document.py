@@ -137,6 +137,21 @@ class Document:
 
     # ---- export -------------------------------------------------------------------------------------------
 
+    def as_labelled(self) -> list[LabelledBox]:
+        """Every box as a LabelledBox with the document's person ids, unlabelled ones too."""
+        w, h = self.frame_size
+        return [
+            LabelledBox(
+                b.second,
+                (_unit(b.box[0] / w), _unit(b.box[1] / h), _unit(b.box[2] / w), _unit(b.box[3] / h)),
+                b.person,
+                b.actions,
+                b.source,  # type: ignore[arg-type]
+                f"workbench:{b.person}@{b.second}",
+            )
+            for b in self.boxes
+        ]
+
     def to_labels(self) -> ClipLabels:
         """The labels ``avaforge build`` reads; person ids 1..n per clip in order of first appearance."""
         ids = {p: i for i, p in enumerate(self.people(), start=1)}
