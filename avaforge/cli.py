@@ -154,7 +154,6 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
     app = local_app(args.workdir, annotator=args.annotator, review=args.review)
     config = uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")
     server = uvicorn.Server(config)
-    server.config.setup_event_loop()
     sock = config.bind_socket()  # bound before printing: --port 0 picks a free port, the URL names it
     port = sock.getsockname()[1]
     mode = " (review pass)" if args.review else ""

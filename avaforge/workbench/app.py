@@ -133,6 +133,13 @@ def create_app(
             return 0, cfg.clips.initial_document(clip_id)
         return head, Document.from_bytes(cfg.revisions.read(s, head), f"{s} revision {head}", action_ids)
 
+    frame_counts: dict[str, int] = {}  # a clip's rawframes never change while it is served
+
+    def num_frames(clip_id: str) -> int:
+        if clip_id not in frame_counts:
+            frame_counts[clip_id] = current(clip_id)[1].num_frames
+        return frame_counts[clip_id]
+
     def save(clip_id: str, base: int, doc: Document, who: str, edit: str) -> dict[str, Any]:
         try:
             info = cfg.revisions.save(stream(clip_id), base, doc.to_bytes(), who, edit)
@@ -200,9 +207,9 @@ def create_app(
     @app.get("/api/clips/{clip_id}/frames/{frame}", response_class=FileResponse)
     def frame(clip_id: str, frame: int, who: str = Depends(principal)) -> FileResponse:
         """The rawframe ``img_%05d.jpg`` training reads (1-based)."""
-        _, doc = current(clip(clip_id))
-        if not 1 <= frame <= doc.num_frames:
-            raise HTTPException(404, f"frame {frame} is outside 1..{doc.num_frames}")
+        n = num_frames(clip(clip_id))
+        if not 1 <= frame <= n:
+            raise HTTPException(404, f"frame {frame} is outside 1..{n}")
         path = cfg.clips.rawframes(clip_id) / rawframe_name(frame)
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": FRAME_CACHE})
 

@@ -197,11 +197,15 @@ async function refreshAdjudication() {
     return;
   }
   $("#adjudication-panel").open = true;
-  $("#agreement").textContent = JSON.stringify(data.agreement);
+  const ag = data.agreement;
+  const groups = ag.groups.map((g) => JSON.stringify(g)).join("; ");
+  $("#agreement").textContent =
+    `${ag.matched} boxes matched, ${ag.unmatched_a} only in the annotator's, ${ag.unmatched_b} only in the review's · ${groups}`;
   $("#disagreements").replaceChildren(
     ...data.disagreements.map((d) => {
       const li = document.createElement("li");
-      li.textContent = JSON.stringify(d);
+      const side = (p, acts) => (p === null ? "no box" : `person ${p}: ${names(acts) || "—"}`);
+      li.textContent = `${d.second} s · ${d.group ?? d.kind} · annotator ${side(d.person_a, d.actions_a)} · review ${side(d.person_b, d.actions_b)}`;
       const person = d.person_a ?? d.person_b;
       if (person !== undefined && person !== null) li.onclick = () => select(person, d.second);
       return li;
@@ -463,7 +467,7 @@ async function main() {
       return o;
     }),
   );
-  const wanted = hash.get("clip");
+  const wanted = new URLSearchParams(location.search).get("clip"); // /?clip=<id> opens that clip
   if (wanted && clips.some((c) => c.clip_id === wanted)) sel.value = wanted;
   sel.onchange = () => loadClip(sel.value).then(() => sel.blur());
   player = new Player($("#player"), {
