@@ -301,3 +301,41 @@ def test_two_sessions_on_one_clip_the_stale_one_sees_the_conflict(
     finally:
         other.quit()
         shutil.rmtree(tmp_path / "chromium-b", ignore_errors=True)
+
+
+def test_the_mouse_selects_draws_and_moves_boxes(served: Served, browser: WebDriver, work: Path) -> None:
+    import httpx
+
+    clip = Workdir(work).clip_ids()[0]
+    api = f"{served.url}api/clips/{clip}"
+    open_page(browser, served.url, clip)
+    doc = httpx.get(api, timeout=30).json()["document"]
+    # click a cell: it is selected
+    person, second = max((b["person"], b["second"]) for b in doc["boxes"])
+    browser.find_element(By.CSS_SELECTOR, f'#grid td[data-person="{person}"][data-second="{second}"]').click()
+    assert selected(browser) == (person, second)
+    # n, then a drag on the player draws a new person at the selected second
+    canvas = browser.find_element(By.ID, "player")
+    scale = canvas.size["width"] / doc["frame_size"][0]
+    origin_x, origin_y = -canvas.size["width"] / 2, -canvas.size["height"] / 2  # offsets are from the centre
+
+    def drag(x1: float, y1: float, x2: float, y2: float) -> None:
+        ActionChains(browser).move_to_element_with_offset(
+            canvas, int(origin_x + x1 * scale), int(origin_y + y1 * scale)
+        ).click_and_hold().move_by_offset(int((x2 - x1) * scale), int((y2 - y1) * scale)).release().perform()
+
+    keys(browser, "n")
+    drag(300, 20, 360, 140)
+    wait_saved(browser, 1)
+    new = doc["next_person"]
+    assert selected(browser) == (new, second)
+    drawn = httpx.get(api, timeout=30).json()["document"]
+    (box,) = [b for b in drawn["boxes"] if b["person"] == new]
+    assert box["edited"] and box["second"] == second
+    assert box["box"] == pytest.approx([300, 20, 360, 140], abs=2 / scale + 0.5)  # a pixel of the canvas
+    # drag the selected box 40 px left: saved as a move
+    drag(330, 80, 290, 80)
+    wait_saved(browser, 2)
+    moved = httpx.get(api, timeout=30).json()["document"]
+    (after,) = [b for b in moved["boxes"] if b["person"] == new]
+    assert after["box"][0] == pytest.approx(box["box"][0] - 40, abs=2 / scale + 0.5)
