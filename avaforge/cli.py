@@ -151,7 +151,13 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
 
     from avaforge.workbench.app import local_app
 
-    app = local_app(args.workdir, annotator=args.annotator, review=args.review)
+    app = local_app(
+        args.workdir,
+        annotator=args.annotator,
+        review=args.review,
+        checkpoint=args.checkpoint,
+        config=args.config,
+    )
     config = uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")
     server = uvicorn.Server(config)
     sock = config.bind_socket()  # bound before printing: --port 0 picks a free port, the URL names it
@@ -287,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
     p.add_argument("--annotator", default="annotator", help="your name, recorded with each revision")
     p.add_argument("--review", action="store_true", help="a second annotator's review pass over the clips")
+    p.add_argument(
+        "--checkpoint", help="a trained model (avaforge train): its predictions become the suggestions"
+    )
+    p.add_argument("--config", help="the checkpoint's config (default: config.py beside it)")
     p.set_defaults(func=_cmd_annotate)
 
     _add_remote_parser(sub)

@@ -161,6 +161,14 @@ def test_annotate_command_serves_on_loopback_and_names_a_bad_folder(work: Path, 
         timeout=120,
     )
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1 and "work folder" in bad.stderr
+    no_model = subprocess.run(
+        [sys.executable, "-m", "avaforge", "annotate", str(work), "--checkpoint", str(tmp_path / "m.pth")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert no_model.returncode == 2 and len(no_model.stderr.splitlines()) == 1 and "m.pth" in no_model.stderr
     proc = subprocess.Popen(
         [sys.executable, "-m", "avaforge", "annotate", str(work), "--port", "0", "--annotator", "kim"],
         stdout=subprocess.PIPE,

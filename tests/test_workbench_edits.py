@@ -19,7 +19,7 @@ from avaforge.formats.timeline import keyframe_index
 from avaforge.stages.frames import FramesInfo
 from avaforge.stages.track import Tracks
 from avaforge.workbench import edits
-from avaforge.workbench.document import Document, build_document
+from avaforge.workbench.document import Document, build_document, with_predictions
 
 ACTIONS = ActionList.from_obj({"groups": {"body": ["stand", "walk"], "hands": ["wave", "point"]}})
 FRAMES = FramesInfo("v_000000-000007", 210, 320, 240, tuple(range(7)), (2, 3, 4, 5))
@@ -223,3 +223,16 @@ def test_split_then_merge_restores_the_labels(people, cut, labels) -> None:
     rejoined = edits.merge(parted, person, parted.next_person - 1)
     assert rejoined.to_labels().boxes == doc.to_labels().boxes
     assert {b.key for b in rejoined.boxes} == {b.key for b in doc.boxes}
+
+
+def test_a_models_scores_become_suggestions() -> None:
+    doc = doc_of(SPLIT, {(2, 0): (1,)})
+    scores = {
+        (0, 2): [(2, 0.9), (1, 0.8), (3, 0.7), (4, 0.2)],  # body exclusive: walk only; hands: wave only
+        (1, 3): [(1, 0.3), (2, 0.1)],  # nothing reaches the threshold
+    }
+    got = with_predictions(doc, scores, exclusive_body(), threshold=0.5)
+    assert got.box(0, 2).suggested == (2, 3) and got.box(1, 3).suggested == ()
+    assert got.box(1, 2) == doc.box(1, 2)  # no prediction: as it was
+    multi = with_predictions(doc, scores, ACTIONS, threshold=0.5)
+    assert multi.box(0, 2).suggested == (1, 2, 3)  # multi-select: every action >= 0.5

@@ -296,16 +296,35 @@ def _write_crop(frame: Path, box: tuple[float, float, float, float], out: Path) 
 
 
 class LocalClips:
-    """A local work folder (``avaforge prepare``'s): documents start from its tracks and autolabel
-    suggestions; each save publishes the labels at ``Workdir.labels`` (a review pass at the review path)."""
+    """A local work folder (``avaforge prepare``'s): documents start from its tracks and autolabel's
+    suggestions, or a trained checkpoint's predictions when one is given (``checkpoint`` with its mmaction2
+    ``config``: avaforge.workbench.assist); each save publishes the labels at ``Workdir.labels`` (a review
+    pass at the review path)."""
 
-    def __init__(self, workdir: str | Path) -> None:
+    def __init__(
+        self,
+        workdir: str | Path,
+        checkpoint: str | Path | None = None,
+        config: str | Path | None = None,
+        threshold: float = 0.5,
+    ) -> None:
         from avaforge.workdir import Workdir
 
         self.wd = Workdir(Path(workdir))
         self._settings = self.wd.settings()
         self._actions = self.wd.actions()
         self._clips = self.wd.clip_ids()
+        self._model = None
+        if checkpoint is not None:
+            ckpt = Path(checkpoint)
+            cfg = Path(config) if config else ckpt.with_name("config.py")
+            for path in (ckpt, cfg):
+                if not path.is_file():
+                    raise FormatError(
+                        "no such file (a checkpoint and its config from avaforge train)", str(path)
+                    )
+            self._model = (ckpt, cfg, threshold)
+        self._initial: dict[str, Document] = {}  # made once per clip: tracks are read, a model runs once
 
     def clip_ids(self) -> list[str]:
         return self._clips
@@ -315,16 +334,26 @@ class LocalClips:
 
     def initial_document(self, clip_id: str) -> Document:
         from avaforge.runner import _load_clip, _suggestions
-        from avaforge.workbench.document import build_document
+        from avaforge.workbench.document import build_document, with_predictions
 
+        if clip_id in self._initial:
+            return self._initial[clip_id]
         _, _, finfo, tracks = _load_clip(self.wd, clip_id)
-        return build_document(
+        doc = build_document(
             finfo,
             tracks,
             self._settings.via.min_score,
             _suggestions(self.wd, clip_id),
             [a.id for a in self._actions],
         )
+        if self._model is not None:
+            from avaforge.workbench.assist import predict
+
+            checkpoint, config, threshold = self._model
+            scores = predict(checkpoint, config, self.rawframes(clip_id), doc.as_labelled(), self._actions)
+            doc = with_predictions(doc, scores, self._actions, threshold)
+        self._initial[clip_id] = doc
+        return doc
 
     def rawframes(self, clip_id: str) -> Path:
         return self.wd.clip(clip_id).rawframes
@@ -340,11 +369,17 @@ class LocalClips:
         labels.save(self.review_path(clip_id) if review else self.wd.labels(clip_id))
 
 
-def local_app(workdir: str | Path, annotator: str = "annotator", review: bool = False) -> FastAPI:
+def local_app(
+    workdir: str | Path,
+    annotator: str = "annotator",
+    review: bool = False,
+    checkpoint: str | Path | None = None,
+    config: str | Path | None = None,
+) -> FastAPI:
     """The app over a local work folder, revisions in ``WORKDIR/annotate/revisions``."""
     from avaforge.workbench.revisions import LocalRevisions
 
-    clips = LocalClips(workdir)
+    clips = LocalClips(workdir, checkpoint, config)
     return create_app(
         clips, LocalRevisions(clips.wd.root / "annotate" / "revisions"), annotator=annotator, review=review
     )

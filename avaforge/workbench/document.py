@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from avaforge.formats.actions import ActionList
 from avaforge.formats.errors import FormatError
 from avaforge.formats.timeline import FPS
 from avaforge.stages.frames import FramesInfo
@@ -201,6 +202,35 @@ def build_document(
         tracker_ids_end=end,
     )
     return doc.with_boxes(boxes, next_person=end)
+
+
+def with_predictions(
+    doc: Document,
+    scores: Mapping[tuple[int, int], Sequence[tuple[int, float]]],
+    actions: ActionList,
+    threshold: float = 0.5,
+) -> Document:
+    """A model's scores ((person, second) -> [(action id, score)]) as the boxes' suggestions: per exclusive
+    group its best action if it scores >= ``threshold``, per multi-select group every action that does."""
+    group_of = {a.id: g for g in actions.groups for a in g.actions}
+    out = []
+    for b in doc.boxes:
+        if b.key not in scores:
+            out.append(b)
+            continue
+        best: dict[str, tuple[float, int]] = {}
+        picked = set()
+        for action_id, score in scores[b.key]:
+            group = group_of.get(action_id)
+            if group is None or score < threshold:
+                continue
+            if getattr(group, "exclusive", False):
+                best[group.name] = max(best.get(group.name, (-1.0, 0)), (score, action_id))
+            else:
+                picked.add(action_id)
+        picked |= {a for _, a in best.values()}
+        out.append(replace(b, suggested=tuple(sorted(picked))))
+    return doc.with_boxes(out, next_person=doc.next_person)
 
 
 # ---- parsing ----------------------------------------------------------------------------------------------
