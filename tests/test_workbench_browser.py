@@ -294,6 +294,9 @@ def test_two_sessions_on_one_clip_the_stale_one_sees_the_conflict(
         reload = other.find_element(By.ID, "reload")
         assert reload.is_displayed()
         reload.click()
+        WebDriverWait(other, WAIT_S).until(  # the reload ends the conflict state
+            lambda d: d.find_element(By.ID, "status").get_attribute("data-state") != "conflict"
+        )
         wait_saved(other, 1)
         assert grid(other)[selected(other)] == "1"  # the other session's label, not the stale edit
         keys(other, "3")

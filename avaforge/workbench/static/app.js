@@ -105,6 +105,9 @@ function enqueue(run) {
 function applied(result) {
   state.revision = result.revision;
   state.doc = result.document;
+  const option = $("#clip").selectedOptions[0];
+  const labelled = state.doc.boxes.filter((b) => b.actions.length).length;
+  if (option) option.textContent = `${state.clipId} (${labelled}/${state.doc.boxes.length} labelled)`;
   render();
   refreshLint();
 }
