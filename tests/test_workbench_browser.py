@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
@@ -27,7 +28,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from avaforge.runner import build
 from avaforge.validation import validate_dataset
-from avaforge.workbench.app import local_app
+from avaforge.workbench.app import LocalClips, create_app, local_app
+from avaforge.workbench.revisions import LocalRevisions
 from avaforge.workdir import Workdir
 from tests.workbench_data import fresh_workdir
 
@@ -39,10 +41,9 @@ WAIT_S = 60  # generous: the test machines are shared
 class Served:
     """The app on 127.0.0.1:<free port> in a thread (uvicorn), stopped by ``stop``."""
 
-    def __init__(self, work: Path) -> None:
-        config = uvicorn.Config(
-            local_app(work, annotator="test"), host="127.0.0.1", port=0, log_level="warning"
-        )
+    def __init__(self, work: Path, app: FastAPI | None = None) -> None:
+        app = app or local_app(work, annotator="test")
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
         self.server = uvicorn.Server(config)
         sock = config.bind_socket()
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
@@ -342,3 +343,32 @@ def test_the_mouse_selects_draws_and_moves_boxes(served: Served, browser: WebDri
     moved = httpx.get(api, timeout=30).json()["document"]
     (after,) = [b for b in moved["boxes"] if b["person"] == new]
     assert after["box"][0] == pytest.approx(box["box"][0] - 40, abs=2 / scale + 0.5)
+
+
+def test_with_an_authenticate_hook_the_page_sends_the_token(work: Path, browser: WebDriver) -> None:
+    clips = LocalClips(work)
+    app = create_app(
+        clips, LocalRevisions(work / "annotate" / "revisions"), authenticate={"tok-7": "kim"}.get
+    )
+    served = Served(work, app)
+    try:
+        browser.get(served.url + "?clip=any")  # no token: nothing loads, the page says so
+        WebDriverWait(browser, WAIT_S).until(
+            lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "error"
+        )
+        assert "401" in browser.find_element(By.ID, "status").text
+        browser.get(served.url + "#token=tok-7")
+        wait_ready(browser)
+        assert "#token" not in browser.current_url  # kept out of the address bar
+        assert "kim" in browser.find_element(By.ID, "mode").text
+        keys(browser, "1")
+        wait_saved(browser, 1)
+        loaded = (
+            "return [...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
+        WebDriverWait(browser, WAIT_S).until(lambda d: d.execute_script(loaded))  # crops, with the token
+        WebDriverWait(browser, WAIT_S).until(
+            lambda d: d.find_element(By.ID, "player").get_attribute("data-frame")
+        )
+    finally:
+        served.stop()

@@ -33,3 +33,15 @@ export async function api(method, path, body) {
   }
   return resp.json();
 }
+
+// An image from the API: with a token, fetched with it (an <img src> cannot send headers)
+export function loadImage(img, url) {
+  const headers = authHeaders();
+  if (!headers.Authorization) {
+    img.src = url;
+    return;
+  }
+  fetch(url, { headers })
+    .then((r) => r.blob())
+    .then((b) => (img.src = URL.createObjectURL(b)));
+}

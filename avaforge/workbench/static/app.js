@@ -4,7 +4,7 @@
 // rules live) and saves a new revision. Undo/redo save an earlier document again (PUT). Requests run one at
 // a time in order; a 409 (someone saved a newer revision) stops editing until the page reloads.
 
-import { api, setToken } from "./api.js";
+import { api, loadImage, setToken } from "./api.js";
 import { Player } from "./player.js";
 
 const FPS = 30;
@@ -264,7 +264,7 @@ function renderGrid() {
         const img = document.createElement("img");
         img.loading = "lazy";
         img.alt = `person ${p} at ${s} s`;
-        img.src = `/api/clips/${encodeURIComponent(state.clipId)}/crops/${p}/${s}?v=${b.box.join(",")}`;
+        loadImage(img, `/api/clips/${encodeURIComponent(state.clipId)}/crops/${p}/${s}?v=${b.box.join(",")}`);
         const labels = document.createElement("div");
         labels.className = "labels";
         labels.dataset.actions = b.actions.join(",");

@@ -3,7 +3,7 @@
 // and highlights the selected person. Mouse: click a box to select its person, drag the selected box to move
 // it, its lower-right corner to resize it; after startDraw(), a drag draws a new person.
 
-import { authHeaders } from "./api.js";
+import { loadImage } from "./api.js";
 
 const FPS = 30;
 const HALF = 45; // frames: 1.5 s each side of the keyframe
@@ -51,15 +51,7 @@ export class Player {
     if (this.cache.has(`${this.clipId}/${frame}`)) return;
     const img = new Image();
     this.cache.set(`${this.clipId}/${frame}`, img);
-    const url = `/api/clips/${encodeURIComponent(this.clipId)}/frames/${frame}`;
-    const headers = authHeaders();
-    if (headers.Authorization) {
-      fetch(url, { headers })
-        .then((r) => r.blob())
-        .then((b) => (img.src = URL.createObjectURL(b)));
-    } else {
-      img.src = url;
-    }
+    loadImage(img, `/api/clips/${encodeURIComponent(this.clipId)}/frames/${frame}`);
   }
 
   frameNow() {
