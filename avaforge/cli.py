@@ -146,6 +146,28 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_annotate(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from avaforge.workbench.app import local_app
+
+    app = local_app(
+        args.workdir,
+        annotator=args.annotator,
+        review=args.review,
+        checkpoint=args.checkpoint,
+        config=args.config,
+    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")
+    server = uvicorn.Server(config)
+    sock = config.bind_socket()  # bound before printing: --port 0 picks a free port, the URL names it
+    port = sock.getsockname()[1]
+    mode = " (review pass)" if args.review else ""
+    print(f"workbench{mode} for {args.workdir}: http://127.0.0.1:{port}/  (Ctrl+C stops it)", flush=True)
+    server.run(sockets=[sock])
+    return 0
+
+
 def _cmd_remote(args: argparse.Namespace) -> int:
     """Only ``avaforge remote`` needs grpc and the generated stubs (avaforge/v1): imported here, on use."""
     try:
@@ -263,6 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="config (default: config.py beside the checkpoint)")
     p.add_argument("--threshold", type=float, default=0.4)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "annotate", help="label the prepared clips in the browser (the workbench, on 127.0.0.1)"
+    )
+    p.add_argument("workdir")
+    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
+    p.add_argument("--annotator", default="annotator", help="your name, recorded with each revision")
+    p.add_argument("--review", action="store_true", help="a second annotator's review pass over the clips")
+    p.add_argument(
+        "--checkpoint", help="a trained model (avaforge train): its predictions become the suggestions"
+    )
+    p.add_argument("--config", help="the checkpoint's config (default: config.py beside it)")
+    p.set_defaults(func=_cmd_annotate)
 
     _add_remote_parser(sub)
 

@@ -1,0 +1,385 @@
+"""The workbench's ASGI app (FastAPI): the JSON API the page uses, the rawframes, crops and the static page.
+
+``create_app(clips, revisions, ...)`` takes the clip access (``ClipSource``: the local work folder here,
+the job's artifacts in the ``annotate`` service) and the revision store (``LocalRevisions``/``S3Revisions``)
+as parameters; ``authenticate`` (optional) maps a bearer token to a principal, who is then the author of the
+revisions, else the ``annotator`` name is.
+
+Every id from a request is checked before use: clip ids against the clip list (``ClipSource.clip_ids``),
+frame numbers against the clip's frame count, person/second against the document; no request string is
+joined into a path. JSON API under ``/api`` (OpenAPI at ``/api/openapi.json``); the page at ``/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from avaforge.formats.actions import ActionList
+from avaforge.formats.errors import FormatError
+from avaforge.formats.timeline import keyframe_index, rawframe_name
+from avaforge.stages.via_import import ClipLabels
+from avaforge.workbench.document import Document
+from avaforge.workbench.edits import EditError, apply_edit
+from avaforge.workbench.revisions import Conflict, RevisionStore, UnknownRevision
+
+STATIC = Path(__file__).with_name("static")
+FRAME_CACHE = "private, max-age=86400"  # rawframes of a prepared clip never change under the same URL
+CROP_HEIGHT = 96
+# keys of the page's commands; actions take the keys left over (``action_keys``)
+COMMAND_KEYS = set("acdfmnswxyz?")
+ACTION_KEYS = "1234567890qertuiopghjklvb"
+
+
+class ClipSource(Protocol):
+    """What the app reads and writes besides revisions: a local work folder or a job's artifacts."""
+
+    def clip_ids(self) -> list[str]: ...
+
+    def actions(self) -> ActionList: ...
+
+    def initial_document(self, clip_id: str) -> Document: ...
+
+    def rawframes(self, clip_id: str) -> Path: ...
+
+    def crop_cache(self, clip_id: str) -> Path: ...
+
+    def publish(self, clip_id: str, labels: ClipLabels, review: bool) -> None: ...
+
+
+def action_keys(actions: ActionList) -> list[dict[str, Any]]:
+    """The page's action buttons: per group its actions with the key that toggles each."""
+    keys = iter(ACTION_KEYS)
+    return [
+        {
+            "name": g.name,
+            "exclusive": bool(getattr(g, "exclusive", False)),
+            "actions": [{"id": a.id, "name": a.name, "key": next(keys, "")} for a in g.actions],
+        }
+        for g in actions.groups
+    ]
+
+
+class EditRequest(BaseModel):
+    base: int = Field(ge=0, description="the revision the edit was made on (409 if no longer the newest)")
+    op: dict[str, Any] = Field(description='one edit, e.g. {"op": "toggle_action", "person": 3, ...}')
+
+
+class SaveRequest(BaseModel):
+    base: int = Field(ge=0)
+    document: dict[str, Any]
+    edit: str = Field("save", max_length=40, pattern=r"^[a-z_]+$")
+
+
+@dataclass
+class _Settings:
+    clips: ClipSource
+    revisions: RevisionStore
+    annotator: str
+    review: bool
+
+
+def create_app(
+    clips: ClipSource,
+    revisions: RevisionStore,
+    *,
+    annotator: str = "annotator",
+    review: bool = False,
+    authenticate: Callable[[str], str | None] | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="avaforge workbench",
+        description="Label people over time: a clip's document, its edits and revisions, frames and crops.",
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    cfg = _Settings(clips, revisions, annotator, review)
+    actions = clips.actions()
+    action_ids = [a.id for a in actions]
+
+    def principal(request: Request) -> str:
+        if authenticate is None:
+            return cfg.annotator
+        header = request.headers.get("authorization", "")
+        token = header[7:] if header.lower().startswith("bearer ") else ""
+        who = authenticate(token) if token else None
+        if who is None:
+            raise HTTPException(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+        return who
+
+    def clip(clip_id: str) -> str:
+        if clip_id not in cfg.clips.clip_ids():
+            raise HTTPException(404, f"no clip {clip_id!r} in this work folder")
+        return clip_id
+
+    def stream(clip_id: str) -> str:
+        return f"{clip_id}.review" if cfg.review else clip_id
+
+    def current(clip_id: str) -> tuple[int, Document]:
+        s = stream(clip_id)
+        head = cfg.revisions.head(s)
+        if head == 0:
+            return 0, cfg.clips.initial_document(clip_id)
+        return head, Document.from_bytes(cfg.revisions.read(s, head), f"{s} revision {head}", action_ids)
+
+    frame_counts: dict[str, int] = {}  # a clip's rawframes never change while it is served
+
+    def num_frames(clip_id: str) -> int:
+        if clip_id not in frame_counts:
+            frame_counts[clip_id] = current(clip_id)[1].num_frames
+        return frame_counts[clip_id]
+
+    def save(clip_id: str, base: int, doc: Document, who: str, edit: str) -> dict[str, Any]:
+        try:
+            info = cfg.revisions.save(stream(clip_id), base, doc.to_bytes(), who, edit)
+        except Conflict as exc:
+            raise HTTPException(409, {"message": str(exc), "head": exc.head}) from None
+        cfg.clips.publish(clip_id, doc.to_labels(), cfg.review)
+        return {"revision": info.revision, "document": doc.to_dict()}
+
+    @app.get("/api/config")
+    def config(who: str = Depends(principal)) -> dict[str, Any]:
+        return {"annotator": who, "review": cfg.review, "groups": action_keys(actions)}
+
+    @app.get("/api/clips")
+    def list_clips(who: str = Depends(principal)) -> list[dict[str, Any]]:
+        out = []
+        for cid in cfg.clips.clip_ids():
+            rev, doc = current(cid)
+            labelled = sum(1 for b in doc.boxes if b.actions)
+            out.append({"clip_id": cid, "revision": rev, "boxes": len(doc.boxes), "labelled": labelled})
+        return out
+
+    @app.get("/api/clips/{clip_id}")
+    def get_clip(clip_id: str, who: str = Depends(principal)) -> dict[str, Any]:
+        rev, doc = current(clip(clip_id))
+        return {"revision": rev, "document": doc.to_dict()}
+
+    @app.get("/api/clips/{clip_id}/revisions/{revision}")
+    def get_revision(clip_id: str, revision: int, who: str = Depends(principal)) -> dict[str, Any]:
+        try:
+            raw = cfg.revisions.read(stream(clip(clip_id)), revision)
+        except UnknownRevision as exc:
+            raise HTTPException(404, str(exc)) from None
+        return {"revision": revision, "document": json.loads(raw)}
+
+    @app.get("/api/clips/{clip_id}/history")
+    def history(clip_id: str, who: str = Depends(principal)) -> list[dict[str, Any]]:
+        return [i.to_dict() for i in cfg.revisions.history(stream(clip(clip_id)))]
+
+    @app.post("/api/clips/{clip_id}/edits", responses={409: {"description": "stale base revision"}})
+    def edit(clip_id: str, req: EditRequest, who: str = Depends(principal)) -> dict[str, Any]:
+        """Apply one edit to revision ``base`` and save the result as the next revision."""
+        head, doc = current(clip(clip_id))
+        if req.base != head:
+            raise HTTPException(
+                409, {"message": f"revision {req.base} is stale, the newest is {head}", "head": head}
+            )
+        try:
+            new = apply_edit(doc, actions, req.op)
+        except EditError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return save(clip_id, head, new, who, str(req.op["op"]))
+
+    @app.put("/api/clips/{clip_id}", responses={409: {"description": "stale base revision"}})
+    def put_document(clip_id: str, req: SaveRequest, who: str = Depends(principal)) -> dict[str, Any]:
+        """Save a whole document (the page's undo/redo) as the revision after ``base``."""
+        clip(clip_id)
+        try:
+            doc = Document.from_dict(req.document, "document", action_ids)
+        except FormatError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if doc.clip_id != clip_id:
+            raise HTTPException(422, f"document is for clip {doc.clip_id!r}, not {clip_id!r}")
+        return save(clip_id, req.base, doc, who, req.edit)
+
+    @app.get("/api/clips/{clip_id}/frames/{frame}", response_class=FileResponse)
+    def frame(clip_id: str, frame: int, who: str = Depends(principal)) -> FileResponse:
+        """The rawframe ``img_%05d.jpg`` training reads (1-based)."""
+        n = num_frames(clip(clip_id))
+        if not 1 <= frame <= n:
+            raise HTTPException(404, f"frame {frame} is outside 1..{n}")
+        path = cfg.clips.rawframes(clip_id) / rawframe_name(frame)
+        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": FRAME_CACHE})
+
+    @app.get("/api/clips/{clip_id}/crops/{person}/{second}", response_class=Response)
+    def crop(clip_id: str, person: int, second: int, who: str = Depends(principal)) -> Response:
+        """A thumbnail of a person's box at a labelled second (made once per box position, then cached)."""
+        _, doc = current(clip(clip_id))
+        b = doc.box(person, second)
+        if b is None:
+            raise HTTPException(404, f"person {person} has no box at second {second}")
+        key = hashlib.sha256(json.dumps([person, second, b.box]).encode()).hexdigest()[:24]
+        cached = cfg.clips.crop_cache(clip_id) / f"{key}.jpg"
+        if not cached.is_file():
+            _write_crop(cfg.clips.rawframes(clip_id) / rawframe_name(keyframe_index(second)), b.box, cached)
+        return FileResponse(cached, media_type="image/jpeg", headers={"Cache-Control": FRAME_CACHE})
+
+    @app.get("/api/clips/{clip_id}/lint")
+    def lint_clip(clip_id: str, who: str = Depends(principal)) -> list[dict[str, Any]]:
+        """Boxes without labels, exclusive groups violated, boxes outside the frame or tiny."""
+        try:
+            from avaforge.workbench.lint import lint
+        except ImportError:
+            raise HTTPException(501, "lint is not part of this build") from None
+        _, doc = current(clip(clip_id))
+        return [
+            {"kind": i.kind, "person": i.person_id, "second": i.second, "message": i.message}
+            for i in lint(doc.as_labelled(), actions, doc.frame_size)
+        ]
+
+    @app.get("/api/clips/{clip_id}/disagreements")
+    def disagreements(clip_id: str, who: str = Depends(principal)) -> dict[str, Any]:
+        """The annotator's and the reviewer's labels side by side: agreement and the disagreements."""
+        try:
+            from avaforge.workbench.agreement import agreement, disagreements
+        except ImportError:
+            raise HTTPException(501, "agreement is not part of this build") from None
+        clip(clip_id)
+        docs = []
+        for s in (clip_id, f"{clip_id}.review"):
+            head = cfg.revisions.head(s)
+            if head == 0:
+                return {"reviewed": False, "agreement": None, "disagreements": []}
+            docs.append(Document.from_bytes(cfg.revisions.read(s, head), s, action_ids).as_labelled())
+        a, b = docs
+        return {
+            "reviewed": True,
+            "agreement": agreement(a, b, actions).to_dict(),
+            "disagreements": [d.to_dict() for d in disagreements(a, b, actions)],
+        }
+
+    @app.exception_handler(FormatError)
+    def format_error(_request: Request, exc: FormatError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _write_crop(frame: Path, box: tuple[float, float, float, float], out: Path) -> None:
+    from PIL import Image
+
+    from avaforge.fsutil import atomic_write_bytes
+
+    with Image.open(frame) as img:
+        x1, y1, x2, y2 = box
+        pad = 0.1 * max(x2 - x1, y2 - y1)
+        region = img.crop(
+            (
+                max(0, int(x1 - pad)),
+                max(0, int(y1 - pad)),
+                min(img.width, int(x2 + pad)),
+                min(img.height, int(y2 + pad)),
+            )
+        )
+        scale = CROP_HEIGHT / max(region.height, 1)
+        thumb = region.resize((max(1, round(region.width * scale)), CROP_HEIGHT))
+        buf = io.BytesIO()
+        thumb.convert("RGB").save(buf, "JPEG", quality=85)
+    atomic_write_bytes(out, buf.getvalue())
+
+
+class LocalClips:
+    """A local work folder (``avaforge prepare``'s): documents start from its tracks and autolabel's
+    suggestions, or a trained checkpoint's predictions when one is given (``checkpoint`` with its mmaction2
+    ``config``: avaforge.workbench.assist); each save publishes the labels at ``Workdir.labels`` (a review
+    pass at the review path)."""
+
+    def __init__(
+        self,
+        workdir: str | Path,
+        checkpoint: str | Path | None = None,
+        config: str | Path | None = None,
+        threshold: float = 0.5,
+    ) -> None:
+        from avaforge.workdir import Workdir
+
+        self.wd = Workdir(Path(workdir))
+        self._settings = self.wd.settings()
+        self._actions = self.wd.actions()
+        self._clips = self.wd.clip_ids()
+        self._model = None
+        if checkpoint is not None:
+            ckpt = Path(checkpoint)
+            cfg = Path(config) if config else ckpt.with_name("config.py")
+            for path in (ckpt, cfg):
+                if not path.is_file():
+                    raise FormatError(
+                        "no such file (a checkpoint and its config from avaforge train)", str(path)
+                    )
+            self._model = (ckpt, cfg, threshold)
+        self._initial: dict[str, Document] = {}  # made once per clip: tracks are read, a model runs once
+
+    def clip_ids(self) -> list[str]:
+        return self._clips
+
+    def actions(self) -> ActionList:
+        return self._actions
+
+    def initial_document(self, clip_id: str) -> Document:
+        from avaforge.runner import _load_clip, _suggestions
+        from avaforge.workbench.document import build_document, with_predictions
+
+        if clip_id in self._initial:
+            return self._initial[clip_id]
+        _, _, finfo, tracks = _load_clip(self.wd, clip_id)
+        doc = build_document(
+            finfo,
+            tracks,
+            self._settings.via.min_score,
+            _suggestions(self.wd, clip_id),
+            [a.id for a in self._actions],
+        )
+        if self._model is not None:
+            from avaforge.workbench.assist import predict
+
+            checkpoint, config, threshold = self._model
+            scores = predict(checkpoint, config, self.rawframes(clip_id), doc.as_labelled(), self._actions)
+            doc = with_predictions(doc, scores, self._actions, threshold)
+        self._initial[clip_id] = doc
+        return doc
+
+    def rawframes(self, clip_id: str) -> Path:
+        return self.wd.clip(clip_id).rawframes
+
+    def crop_cache(self, clip_id: str) -> Path:
+        return self.wd.root / "annotate" / "crops" / clip_id
+
+    def review_path(self, clip_id: str) -> Path:
+        review = getattr(self.wd, "review_labels", None)  # Workdir.review_labels: wb-analysis's
+        return review(clip_id) if review else self.wd.root / "labels" / "review" / f"{clip_id}.json"
+
+    def publish(self, clip_id: str, labels: ClipLabels, review: bool) -> None:
+        labels.save(self.review_path(clip_id) if review else self.wd.labels(clip_id))
+
+
+def local_app(
+    workdir: str | Path,
+    annotator: str = "annotator",
+    review: bool = False,
+    checkpoint: str | Path | None = None,
+    config: str | Path | None = None,
+) -> FastAPI:
+    """The app over a local work folder, revisions in ``WORKDIR/annotate/revisions``."""
+    from avaforge.workbench.revisions import LocalRevisions
+
+    clips = LocalClips(workdir, checkpoint, config)
+    return create_app(
+        clips, LocalRevisions(clips.wd.root / "annotate" / "revisions"), annotator=annotator, review=review
+    )

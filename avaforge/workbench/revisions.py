@@ -1,0 +1,200 @@
+"""Each save of a clip's document is a new numbered revision; a save names its base, a stale base conflicts.
+
+A stream is one clip's document ("<clip>") or a reviewer's pass over it ("<clip>.review"). Revisions are
+numbered 1, 2, ... per stream; ``save(stream, base, data, meta)`` writes revision base+1 only while base is
+still the newest, else raises ``Conflict`` (the API answers 409); revision 0 means "nothing saved yet".
+``read`` gives exactly the bytes saved. ``history`` lists every revision's metadata (who, when, what edit).
+
+``LocalRevisions``: ``<root>/<stream>/r000001.json`` ... (each written atomically, never overwritten: the
+new file is hard-linked into place, which fails if another writer got there first) and ``history.jsonl``.
+``S3Revisions``: the same layout as keys under a prefix, over ``avaforge.storage.S3Store``'s client; one
+writer per stream is serialised by a lock in the process (the service runs one replica per deployment).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from avaforge.fsutil import atomic_write_bytes
+
+STREAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+
+
+class Conflict(Exception):
+    """A save whose base revision is no longer the newest."""
+
+    def __init__(self, stream: str, base: int, head: int) -> None:
+        super().__init__(f"{stream}: revision {base} is stale, the newest is {head}; reload")
+        self.base, self.head = base, head
+
+
+class UnknownRevision(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    revision: int
+    base: int
+    time: float
+    author: str
+    edit: str  # what the save did ("toggle_action", "undo", ...)
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RevisionStore(Protocol):
+    def head(self, stream: str) -> int: ...
+
+    def read(self, stream: str, revision: int) -> bytes: ...
+
+    def save(self, stream: str, base: int, data: bytes, author: str, edit: str) -> RevisionInfo: ...
+
+    def history(self, stream: str) -> list[RevisionInfo]: ...
+
+
+def check_stream(stream: str) -> str:
+    if not STREAM.match(stream) or ".." in stream:
+        raise ValueError(f"{stream!r} is not a revision stream name")
+    return stream
+
+
+def _name(revision: int) -> str:
+    return f"r{revision:06d}.json"
+
+
+class LocalRevisions:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._lock = threading.Lock()
+
+    def _dir(self, stream: str) -> Path:
+        return self.root / check_stream(stream)
+
+    def head(self, stream: str) -> int:
+        folder = self._dir(stream)
+        if not folder.is_dir():
+            return 0
+        nums = [int(p.name[1:7]) for p in folder.glob("r[0-9][0-9][0-9][0-9][0-9][0-9].json")]
+        return max(nums, default=0)
+
+    def read(self, stream: str, revision: int) -> bytes:
+        path = self._dir(stream) / _name(revision)
+        if revision < 1 or not path.is_file():
+            raise UnknownRevision(f"{stream}: no revision {revision}")
+        return path.read_bytes()
+
+    @contextmanager
+    def _locked(self, folder: Path) -> Iterator[None]:
+        folder.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(folder / ".lock", "a+b") as fh:  # threads here, processes via flock
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def save(self, stream: str, base: int, data: bytes, author: str, edit: str) -> RevisionInfo:
+        folder = self._dir(stream)
+        with self._locked(folder):
+            head = self.head(stream)
+            if base != head:
+                raise Conflict(stream, base, head)
+            info = RevisionInfo(head + 1, base, time.time(), author, edit, len(data))
+            tmp = folder / f".{_name(info.revision)}.partial"
+            atomic_write_bytes(tmp, data)
+            try:
+                os.link(tmp, folder / _name(info.revision))  # fails if the revision exists: never overwritten
+            except FileExistsError:
+                raise Conflict(stream, base, self.head(stream)) from None
+            finally:
+                tmp.unlink(missing_ok=True)
+            with open(folder / "history.jsonl", "ab") as fh:
+                fh.write(json.dumps(info.to_dict()).encode() + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        return info
+
+    def history(self, stream: str) -> list[RevisionInfo]:
+        path = self._dir(stream) / "history.jsonl"
+        if not path.is_file():
+            return []
+        return [RevisionInfo(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+
+class S3Revisions:
+    """The same streams as keys ``<prefix>/<stream>/r000001.json`` and ``.../history/r000001.json``."""
+
+    def __init__(self, store: Any, prefix: str) -> None:  # store: avaforge.storage.S3Store
+        self.store, self.prefix = store, prefix.strip("/")
+        self._lock = threading.Lock()
+
+    def _key(self, stream: str, *parts: str) -> str:
+        return "/".join([self.prefix, check_stream(stream), *parts])
+
+    def _list(self, stream: str, sub: str = "") -> list[str]:
+        prefix = self._key(stream, sub) if sub else self._key(stream) + "/"
+        objs = self.store._call(
+            prefix, lambda: list(self.store.client.list_objects(self.store.bucket, prefix=prefix))
+        )
+        return sorted(o.object_name for o in objs)
+
+    def _get(self, key: str) -> bytes:
+        def read() -> bytes:
+            resp = self.store.client.get_object(self.store.bucket, key)
+            try:
+                return resp.read()
+            finally:
+                resp.close()
+                resp.release_conn()
+
+        return self.store._call(key, read)
+
+    def _put(self, key: str, data: bytes) -> None:
+        self.store._call(
+            key, lambda: self.store.client.put_object(self.store.bucket, key, io.BytesIO(data), len(data))
+        )
+
+    def head(self, stream: str) -> int:
+        names = [k.rsplit("/", 1)[1] for k in self._list(stream)]
+        return max((int(n[1:7]) for n in names if re.fullmatch(r"r\d{6}\.json", n)), default=0)
+
+    def read(self, stream: str, revision: int) -> bytes:
+        from avaforge.storage import StorageError
+
+        try:
+            return self._get(self._key(stream, _name(revision)))
+        except StorageError:
+            raise UnknownRevision(f"{stream}: no revision {revision}") from None
+
+    def save(self, stream: str, base: int, data: bytes, author: str, edit: str) -> RevisionInfo:
+        with self._lock:
+            head = self.head(stream)
+            if base != head:
+                raise Conflict(stream, base, head)
+            info = RevisionInfo(head + 1, base, time.time(), author, edit, len(data))
+            self._put(self._key(stream, "history", _name(info.revision)), json.dumps(info.to_dict()).encode())
+            self._put(self._key(stream, _name(info.revision)), data)  # the revision exists once this lands
+        return info
+
+    def history(self, stream: str) -> list[RevisionInfo]:
+        head = self.head(stream)
+        out = []
+        for key in self._list(stream, "history/"):
+            info = RevisionInfo(**json.loads(self._get(key)))
+            if info.revision <= head:  # a history entry whose revision never landed is not history
+                out.append(info)
+        return out
