@@ -148,8 +148,14 @@ def evaluate(config: Path, checkpoint: Path, split: str = "val") -> dict[str, An
         evaluator.exclude_file = loader.dataset.exclude_file
     evaluator.prefix = split
     with _in_dir(run_dir), mmengine_checkpoint_globals():
+        # launcher 'none': after a DDP run the Runner has dumped its config with launcher='pytorch'
         runner = _load_runner(
-            config, test_dataloader=loader, test_evaluator=evaluator, load_from=str(checkpoint), resume=False
+            config,
+            test_dataloader=loader,
+            test_evaluator=evaluator,
+            load_from=str(checkpoint),
+            resume=False,
+            launcher="none",
         )
         runner.test()
     return json.loads((run_dir / f"{split}_last_eval.json").read_text())
