@@ -98,6 +98,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import json
 
@@ -120,6 +127,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         classes=classes,
         pretrained=args.pretrained,
         val_interval=args.val_interval,
+        nproc=args.nproc,
     )
     print(json.dumps({k: v for k, v in result.metrics.items() if k in ("val", "train")}, indent=1))
     print(
@@ -270,7 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--val-interval", type=int, help="evaluate and checkpoint every N iterations (default: end)"
     )
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument(
+        "--batch-size", type=int, help="the global batch (all processes together; default: the preset's)"
+    )
+    p.add_argument(
+        "--nproc",
+        type=_positive_int,
+        default=1,
+        help="train with N data-parallel processes (torchrun + DDP: gloo on CPU, nccl on GPU); each process "
+        "loads batch-size / N keyframes, so the global batch and the optimisation do not change with N",
+    )
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--lr", type=float)
     p.add_argument("--classes", help="comma-separated action ids to train on (a subset)")

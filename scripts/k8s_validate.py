@@ -5,6 +5,10 @@
   the oldest and the newest Kubernetes this deployment supports;
 - KEDA ScaledObject: deploy/k8s/schemas/keda-scaledobject-v1alpha1.json (from KEDA's CRD, strict) plus the
   nats-jetstream scaler's required metadata;
+- Kubeflow PyTorchJob (what the trainer creates, services/trainer/pytorchjob.py): its schema
+  deploy/k8s/schemas/kubeflow-pytorchjob-v1.json (from PyPI kubeflow-training's models, strict), the
+  operator's rules (Master/Worker, one Master, a container named pytorch), each pod template as a core/v1
+  PodTemplate with Kubernetes' schemas;
 - the Secret template, with its placeholders filled.
 
     .venv/bin/python scripts/k8s_validate.py [--json]
@@ -26,9 +30,18 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
-KUSTOMIZATIONS = ["base", "overlays/dev", "overlays/gpu", "overlays/gpu-hpa", "external"]
+KUSTOMIZATIONS = [
+    "base",
+    "overlays/dev",
+    "overlays/gpu",
+    "overlays/gpu-hpa",
+    "overlays/gpu-training",
+    "external",
+]
 VERSIONS = ["1.29.0", "1.37.0"]  # gRPC probes are GA since 1.27; 1.37 is the newest bundled schema
 KEDA_SCHEMA = K8S / "schemas" / "keda-scaledobject-v1alpha1.json"
+PYTORCHJOB_SCHEMA = K8S / "schemas" / "kubeflow-pytorchjob-v1.json"
+RESTART_POLICIES = {"Always", "OnFailure", "Never", "ExitCode"}  # the operator's RestartPolicy values
 # pkg/scalers/nats_jetstream_scaler.go: fields without "optional" or a default
 NATS_JETSTREAM_REQUIRED = {"natsServerMonitoringEndpoint", "stream", "consumer"}
 
@@ -61,9 +74,45 @@ def validate_keda(resource: dict[str, Any]) -> list[str]:
     return errors
 
 
+def validate_pytorchjob(resource: dict[str, Any]) -> list[str]:
+    schema = json.loads(PYTORCHJOB_SCHEMA.read_text())
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in jsonschema.Draft7Validator(schema).iter_errors(resource)
+    ]
+    replicas = resource.get("spec", {}).get("pytorchReplicaSpecs", {})
+    if unknown := set(replicas) - {"Master", "Worker"}:
+        errors.append(f"replica types {sorted(unknown)}: PyTorchJob has Master and Worker")
+    if replicas.get("Master", {}).get("replicas", 1) != 1:
+        errors.append("Master must have 1 replica")
+    for kind, replica in replicas.items():
+        if replica.get("restartPolicy", "OnFailure") not in RESTART_POLICIES:
+            errors.append(f"{kind}: restartPolicy {replica['restartPolicy']!r}")
+        template = replica.get("template", {})
+        if "pytorch" not in [c.get("name") for c in template.get("spec", {}).get("containers", [])]:
+            errors.append(f"{kind}: no container named 'pytorch' (the one the operator configures)")
+        pod = {
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": resource.get("metadata"),
+            "template": template,
+        }
+        errors += [f"{kind} pod template: {e}" for e in validate(pod)]
+    return errors
+
+
+def pytorchjob_examples() -> list[dict[str, Any]]:
+    sys.path.insert(0, str(ROOT))
+    from services.trainer.pytorchjob import example
+
+    return [example()]
+
+
 def validate(resource: dict[str, Any]) -> list[str]:
     if resource.get("apiVersion", "").startswith("keda.sh/"):
         return validate_keda(resource)
+    if resource.get("apiVersion", "").startswith("kubeflow.org/"):
+        return validate_pytorchjob(resource)
     errors = []
     for version in VERSIONS:
         try:
@@ -91,6 +140,7 @@ def main() -> int:
     failed = False
     sources = {name: (lambda n=name: render(K8S / n)) for name in KUSTOMIZATIONS}
     sources["secrets"] = secret_templates
+    sources["pytorchjob"] = pytorchjob_examples
     for name, load in sources.items():
         try:
             resources = load()
@@ -110,7 +160,10 @@ def main() -> int:
             for what, errs in r.get("problems", {}).items():
                 for e in errs:
                     print(f"    {what}: {e}")
-        print(f"schemas: Kubernetes {', '.join(VERSIONS)} (strict), KEDA {KEDA_SCHEMA.name}")
+        print(
+            f"schemas: Kubernetes {', '.join(VERSIONS)} (strict), KEDA {KEDA_SCHEMA.name}, "
+            f"Kubeflow {PYTORCHJOB_SCHEMA.name}"
+        )
     return 1 if failed else 0
 
 

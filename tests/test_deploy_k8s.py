@@ -62,7 +62,7 @@ def test_every_kustomization_renders_and_validates_strictly() -> None:
     )
     report = json.loads(out.stdout)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert set(report) == {*kv.KUSTOMIZATIONS, "secrets"}
+    assert set(report) == {*kv.KUSTOMIZATIONS, "secrets", "pytorchjob"}
     for name, r in report.items():
         assert r["resources"] > 0 and r["problems"] == {}, name
 

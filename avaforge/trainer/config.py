@@ -181,7 +181,11 @@ def build_config(
     pretrained: str | None = None,
     load_from: str | None = None,
     seed: int = 0,
+    processes: int = 1,
+    checkpoint_interval: int | None = None,
 ) -> Config:
+    """``batch_size`` is the global batch; with ``processes`` > 1 (DDP) each process loads
+    batch_size / processes of it, so the optimisation does not change with the process count."""
     if preset not in PRESETS:
         raise FormatError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}", "train")
     p = PRESETS[preset]
@@ -194,6 +198,12 @@ def build_config(
         )
     k = len(custom) if custom else facts.num_actions
     bs = batch_size or p.batch_size
+    if processes < 1 or bs % processes:
+        raise FormatError(
+            f"the batch size {bs} does not split evenly over {processes} processes "
+            "(the batch size is the global batch)",
+            "train",
+        )
     val_interval = val_interval or iters
     work_dir = str(Path(work_dir).resolve())
 
@@ -242,9 +252,10 @@ def build_config(
         ds = dataset_cfg(split, pipeline, test_mode)
         if not test_mode:
             # mmengine's iteration loop sleeps 2 s at every epoch boundary; on a small dataset that is most
-            # of the time. Repeat the dataset so one epoch covers the whole run.
+            # of the time. Repeat the dataset so one epoch covers the whole run (at the global batch: the
+            # sampler splits the epoch over the processes; the same length gives the same shuffle for any N).
             keyframes = len({r.key for r in read_rows(layout.csv(split))}) or 1
-            ds = dict(type="RepeatDataset", times=max(1, math.ceil(iters * batch / keyframes)), dataset=ds)
+            ds = dict(type="RepeatDataset", times=max(1, math.ceil(iters * bs / keyframes)), dataset=ds)
         return dict(
             batch_size=batch,
             num_workers=workers,
@@ -312,7 +323,7 @@ def build_config(
         custom_imports=dict(imports=["avaforge.trainer.plugin"], allow_failed_imports=False),
         default_scope="mmaction",
         model=model,
-        train_dataloader=loader("train", train_pipeline, False, bs),
+        train_dataloader=loader("train", train_pipeline, False, bs // processes),
         val_dataloader=loader("val", val_pipeline, True, 1),
         test_dataloader=loader("val", val_pipeline, True, 1),
         val_evaluator=evaluator("val", "val"),
@@ -333,7 +344,11 @@ def build_config(
             logger=dict(type="LoggerHook", interval=max(1, min(20, iters // 10)), ignore_last=False),
             param_scheduler=dict(type="ParamSchedulerHook"),
             checkpoint=dict(
-                type="CheckpointHook", interval=val_interval, by_epoch=False, max_keep_ckpts=2, save_last=True
+                type="CheckpointHook",
+                interval=checkpoint_interval or val_interval,
+                by_epoch=False,
+                max_keep_ckpts=2,
+                save_last=True,
             ),
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),
@@ -352,6 +367,8 @@ def build_config(
         work_dir=work_dir,
         avaforge=dict(
             preset=p.name,
+            global_batch=bs,
+            processes=processes,
             dataset=str(layout.root),
             actions=k,
             person_det_score_thr=facts.person_det_score_thr,

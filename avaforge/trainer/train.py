@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from avaforge.formats.errors import FormatError
 from avaforge.trainer.config import build_config, write_config
 
 
@@ -81,6 +82,55 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
+def runner_overrides(
+    config: Path,
+    iters: int,
+    resume: bool,
+    progress_file: str | Path | None = None,
+    cancel_file: str | Path | None = None,
+) -> dict[str, Any]:
+    """What a run changes in its config: resume from the last checkpoint (to ``iters`` in total), and the
+    progress/cancel hook. Plain values only: the DDP launcher hands them to its processes as JSON."""
+    from mmengine.config import Config
+
+    overrides: dict[str, Any] = {"resume": resume and last_checkpoint(config.parent) is not None}
+    if progress_file:
+        hook = dict(type="AvaforgeProgressHook", progress_file=str(progress_file))
+        if cancel_file:
+            hook["cancel_file"] = str(cancel_file)
+        overrides["custom_hooks"] = [hook]
+    if resume:  # continue to ``iters`` in total
+        loop = Config.fromfile(str(config)).train_cfg.to_dict()
+        loop["max_iters"] = iters
+        overrides["train_cfg"] = loop
+    return overrides
+
+
+def train_config(
+    config: Path, nproc: int, overrides: dict[str, Any], cancel_file: str | Path | None = None
+) -> None:
+    """Run mmengine's training loop of ``config`` (in its run directory) in this process or in ``nproc``
+    DDP processes; raises ``TrainingCancelled`` when the run stopped on ``cancel_file``."""
+    from mmengine.config import Config
+
+    planned = Config.fromfile(str(config)).get("avaforge", {}).get("processes", 1)
+    if planned != nproc:  # the per-process batch in the config was derived for ``planned`` processes
+        raise FormatError(f"this run was configured for --nproc {planned}, not {nproc}", str(config))
+    if nproc == 1:
+        with _in_dir(config.parent), mmengine_checkpoint_globals():
+            _load_runner(config, **overrides).train()
+        return
+    from avaforge.trainer import distributed
+    from avaforge.trainer.hooks import TrainingCancelled
+
+    try:
+        distributed.launch(config.parent, nproc, overrides)
+    except RuntimeError:
+        if cancel_file and Path(cancel_file).exists():  # the ranks stopped together on the cancel
+            raise TrainingCancelled("cancelled") from None
+        raise
+
+
 def evaluate(config: Path, checkpoint: Path, split: str = "val") -> dict[str, Any]:
     """Frame-mAP@0.5 of ``checkpoint`` on a split (per class), with mmaction2's test loop."""
     from mmengine.config import Config
@@ -98,8 +148,14 @@ def evaluate(config: Path, checkpoint: Path, split: str = "val") -> dict[str, An
         evaluator.exclude_file = loader.dataset.exclude_file
     evaluator.prefix = split
     with _in_dir(run_dir), mmengine_checkpoint_globals():
+        # launcher 'none': after a DDP run the Runner has dumped its config with launcher='pytorch'
         runner = _load_runner(
-            config, test_dataloader=loader, test_evaluator=evaluator, load_from=str(checkpoint), resume=False
+            config,
+            test_dataloader=loader,
+            test_evaluator=evaluator,
+            load_from=str(checkpoint),
+            resume=False,
+            launcher="none",
         )
         runner.test()
     return json.loads((run_dir / f"{split}_last_eval.json").read_text())
@@ -115,28 +171,20 @@ def train(
     eval_train: bool = False,
     progress_file: str | Path | None = None,
     cancel_file: str | Path | None = None,
+    nproc: int = 1,
     **config_kwargs: Any,
 ) -> TrainResult:
-    """Train; ``progress_file`` gets the iteration as it goes; the run stops once ``cancel_file`` exists."""
+    """Train; ``progress_file`` gets the iteration as it goes; the run stops once ``cancel_file`` exists.
+    ``nproc`` > 1 trains with that many DDP processes (``distributed.launch``); the batch size stays the
+    global batch. Evaluation and ``metrics.json`` happen once, here, after training."""
     run = Path(run_dir).resolve()
     run.mkdir(parents=True, exist_ok=True)
     config = run / "config.py"
     if not (resume and config.exists()):
-        write_config(build_config(dataset, preset, run, iters=iters, **config_kwargs), config)
-    overrides: dict[str, Any] = {"resume": resume and last_checkpoint(run) is not None}
-    if progress_file and cancel_file:
-        overrides["custom_hooks"] = [
-            dict(type="AvaforgeProgressHook", progress_file=str(progress_file), cancel_file=str(cancel_file))
-        ]
-    if resume:  # continue to ``iters`` in total
-        from mmengine.config import Config
-
-        loop = Config.fromfile(str(config)).train_cfg
-        loop.max_iters = iters
-        overrides["train_cfg"] = loop
-    with _in_dir(run), mmengine_checkpoint_globals():
-        runner = _load_runner(config, **overrides)
-        runner.train()
+        cfg = build_config(dataset, preset, run, iters=iters, processes=nproc, **config_kwargs)
+        write_config(cfg, config)
+    overrides = runner_overrides(config, iters, resume, progress_file, cancel_file)
+    train_config(config, nproc, overrides, cancel_file)
     ckpt = last_checkpoint(run)
     if ckpt is None:
         raise RuntimeError(f"training wrote no checkpoint in {run}")
