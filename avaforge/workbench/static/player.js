@@ -51,7 +51,7 @@ export class Player {
     if (this.cache.has(`${this.clipId}/${frame}`)) return;
     const img = new Image();
     this.cache.set(`${this.clipId}/${frame}`, img);
-    const url = `/api/clips/${encodeURIComponent(this.clipId)}/frames/${frame}`;
+    const url = `api/clips/${encodeURIComponent(this.clipId)}/frames/${frame}`;
     const headers = authHeaders();
     if (headers.Authorization) {
       fetch(url, { headers })
