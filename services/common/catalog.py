@@ -53,7 +53,10 @@ DEPLOYABLES: tuple[Deployable, ...] = (
     _api("proposals"),
     _api("via"),
     _api("trainer", TRAINER_PORT),
-    Deployable("annotate", ("services.annotate",), "cpu", ANNOTATE_PORT, protocol="https"),  # the workbench
+    # the workbench; AVAFORGE_PROBE: the images' HEALTHCHECK (a bare ``services.common.probe``) asks /healthz
+    Deployable(
+        "annotate", ("services.annotate",), "cpu", ANNOTATE_PORT, {"AVAFORGE_PROBE": "https"}, "https"
+    ),
     _worker("ingest", "ingest"),
     _worker("detect", "detector"),  # scaled on JetStream lag (KEDA) or CPU (HPA)
     _worker("track", "tracker"),

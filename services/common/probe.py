@@ -1,5 +1,6 @@
 """``python -m services.common.probe [--https] [PORT]``: exit 0 when the gRPC health service on PORT says
-SERVING (``--https``: when the HTTPS server on PORT answers ``GET /healthz`` with 200, the annotate service).
+SERVING (``--https`` or AVAFORGE_PROBE=https: when the HTTPS server on PORT answers ``GET /healthz`` with 200,
+the annotate service).
 
 The liveness/readiness/startup probe of every pod (exec probes: Kubernetes' native gRPC probes speak no TLS)
 and the images' ``HEALTHCHECK``. PORT defaults to ``$AVAFORGE_GRPC_PORT``, then 50051. It calls as the service
@@ -64,8 +65,9 @@ def check_https(port: int, timeout_s: float = 3.0, env: Mapping[str, str] = os.e
 
 
 def main(argv: list[str]) -> int:
-    https = argv[:1] == ["--https"]
-    argv = argv[1:] if https else argv
+    flag = argv[:1] == ["--https"]
+    argv = argv[1:] if flag else argv
+    https = flag or os.environ.get("AVAFORGE_PROBE") == "https"
     port = int(argv[0]) if argv else int(os.environ.get("AVAFORGE_GRPC_PORT") or STAGE_PORT)
     if https:
         try:
