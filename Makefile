@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export YOLO_OFFLINE := 1
 
-.PHONY: install test lint format relock clean demo bench bench-train bench-scale learning-check soak up down protos \
+.PHONY: install test lint format relock clean demo bench bench-annotate bench-train bench-scale learning-check soak up down protos \
 	k8s-validate k8s-manifests image-requirements images push-images image-cpu-local image-gpu-local
 
 install:  ## create .venv with everything pinned (apt ffmpeg, torch, mm stack, pipeline packages)
@@ -23,6 +23,9 @@ bench: install  ## prepare vs ffmpeg floor vs the seed's flow (slow; results go 
 
 soak: install  ## 20 jobs on 2 detector workers, one SIGKILLed every 10-20 s, one NATS restart (not in CI)
 	$(PY) benchmarks/soak.py --json benchmarks/last_soak.json
+
+bench-annotate: install  ## the workbench in Chromium: page ready, key-to-saved p95, key presses per box vs VIA 3
+	$(PY) benchmarks/bench_annotate.py --json benchmarks/last_annotate_run.json
 
 bench-train: install  ## seconds per training iteration on CPU, tiny and SlowFast R50 presets
 	$(PY) benchmarks/bench_train.py --json benchmarks/last_train_run.json

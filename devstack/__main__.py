@@ -4,6 +4,7 @@ up    starts nats-server (JetStream), the S3 server, Triton (the person detector
       where the services' detection runs: AVAFORGE_DETECT_BACKEND=triton unless set otherwise),
       and every process of services/common/catalog.py on loopback: the gateway (AVAFORGE_GATEWAY_PORT,
       default 50050), the other gRPC APIs at +1..+6 (ingest, detector, tracker, proposals, via, trainer),
+      the annotate service (the workbench, HTTPS) at +7 (AVAFORGE_ANNOTATE_URL in ``stack.env``),
       the queue workers with AVAFORGE_DETECT_WORKERS detector workers (default 2); creates the artifact
       bucket, and writes
       ``stack.env`` (endpoints and credentials, mode 0600) for clients: ``set -a; . .stack/stack.env``.
@@ -179,6 +180,7 @@ def up() -> int:
         "AVAFORGE_CA": str(auth.ca),
         "AVAFORGE_TOKEN": auth.tokens["user"],
         "AVAFORGE_ADMIN_TOKEN": auth.tokens["admin"],
+        "AVAFORGE_ANNOTATE_URL": f"https://localhost:{ports['annotate']}",  # the certificate names localhost
     }
     env_file = state / "stack.env"
     env_file.touch(mode=0o600, exist_ok=True)
@@ -194,6 +196,11 @@ def up() -> int:
     print(
         f"up: nats {env['AVAFORGE_NATS_URL']}, S3 ({s3.name}) {env['AVAFORGE_S3_ENDPOINT']}, "
         f"triton {env['AVAFORGE_TRITON_URL']}"
+    )
+    wait_port(ports["annotate"], 120, services["annotate"], state / "annotate.log")
+    print(
+        f"annotate (the workbench): {clients['AVAFORGE_ANNOTATE_URL']}/jobs/JOB/#token=$AVAFORGE_TOKEN "
+        "(trust AVAFORGE_CA in the browser)"
     )
     print(f"environment for clients: {env_file} (AVAFORGE_CA, AVAFORGE_TOKEN, AVAFORGE_ADMIN_TOKEN)")
     return 0

@@ -28,6 +28,7 @@ CPU_ROOTS = [
     "numpy", "opencv-python-headless", "PyYAML", "scipy", "matplotlib", "onnxruntime", "ffmpeg-python",
     "grpcio", "grpcio-health-checking", "grpcio-reflection", "protobuf", "tritonclient[grpc]", "minio",
     "nats-py", "prometheus-client", "packaging", "setuptools",
+    "fastapi", "uvicorn", "pillow",  # the annotate service (the workbench app; its crops)
 ]  # fmt: skip
 # The trainer and the model export: torch and the mm stack on top of the CPU set.
 GPU_ROOTS = [

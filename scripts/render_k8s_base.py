@@ -74,6 +74,12 @@ def service_of(d: Deployable) -> str:
     return d.args[0].split(".")[1]
 
 
+def probe_command(d: Deployable) -> list[str]:
+    """The health check of the process on its port: gRPC health, or ``GET /healthz`` for an HTTPS API."""
+    https = ["--https"] if d.protocol == "https" else []
+    return ["python", "-m", "services.common.probe", *https, str(d.grpc_port)]
+
+
 def container(d: Deployable) -> dict[str, Any]:
     cpu_req, mem_req, cpu_lim, mem_lim = RESOURCES.get(d.name, DEFAULT_RESOURCES)
     service = service_of(d)
@@ -100,8 +106,8 @@ def container(d: Deployable) -> dict[str, Any]:
             "valueFrom": {"secretKeyRef": {"name": NATS_SECRET.format(service=service), "key": "password"}},
         },
     ]
-    # exec, not Kubernetes' gRPC probe: that one speaks no TLS and sends no token
-    probe = {"exec": {"command": ["python", "-m", "services.common.probe", str(d.grpc_port)]}}
+    # exec, not Kubernetes' gRPC/HTTP probes: those send no token (and the gRPC one speaks no TLS)
+    probe = {"exec": {"command": probe_command(d)}}
     return {
         "name": d.name,
         "image": f"avaforge-{d.image}",
@@ -110,7 +116,7 @@ def container(d: Deployable) -> dict[str, Any]:
         "env": env,
         "envFrom": [{"configMapRef": {"name": "settings"}}],
         "ports": [
-            {"name": "grpc", "containerPort": d.grpc_port, "protocol": "TCP"},
+            {"name": d.protocol, "containerPort": d.grpc_port, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
         ],
         # startup: models load and S3/NATS connect before the health service answers
@@ -183,7 +189,12 @@ def service(d: Deployable) -> dict[str, Any]:
         "spec": {
             "selector": selector(d),
             "ports": [
-                {"name": "grpc", "port": d.grpc_port, "targetPort": "grpc", "appProtocol": "grpc"},
+                {
+                    "name": d.protocol,
+                    "port": d.grpc_port,
+                    "targetPort": d.protocol,
+                    "appProtocol": d.protocol,
+                },
                 {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"},
             ],
         },

@@ -29,11 +29,15 @@ PEOPLE_28 = "people_28fps_10s.mp4"
 # blended up to 30 fps (every frame differs from its neighbours, which the frame-exact cut test needs), then
 # every 5th frame after the first 1.5 s is dropped: a variable frame rate (30/1 nominal, 2130/77 average).
 PEOPLE_1080P_VFR = "people_1080p_vfr_2.6s.mp4"
+# 10 s at 30 fps (300 frames) from seconds 30-40, vtest's whole 768x576 frame: 5-8 people at a time (its
+# busiest stretch by eye), for benchmarks/bench_annotate.py's page of several people.
+PEOPLE_VTEST_10S = "people_vtest_10s.mp4"
 
 # name -> (options before the input: where in vtest, filters, options of the output: how many frames)
 RECIPES: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
     PEOPLE_2997: (("-ss", "0"), "crop=384:288:384:72,fps=30000/1001", ("-frames:v", "300")),
     PEOPLE_28: (("-ss", "10"), "crop=384:288:288:144,scale=352:264,fps=28", ("-frames:v", "280")),
+    PEOPLE_VTEST_10S: (("-ss", "30"), "fps=30", ("-frames:v", "300")),
     PEOPLE_1080P_VFR: (
         ("-ss", "60", "-t", "2.6"),
         "crop=480:270:288:100,framerate=30,scale=1920:1080,select='lt(n\\,45)+mod(n\\,5)'",
@@ -69,5 +73,8 @@ def make(name: str, folder: Path) -> Path:
     return out
 
 
+BENCH_ONLY = {PEOPLE_VTEST_10S}  # not made for the tests' session (``make_all``)
+
+
 def make_all(folder: Path) -> dict[str, Path]:
-    return {name: make(name, folder) for name in RECIPES}
+    return {name: make(name, folder) for name in RECIPES if name not in BENCH_ONLY}

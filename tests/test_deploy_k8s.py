@@ -128,12 +128,14 @@ def test_every_service_has_deployment_service_probes_and_the_codes_port(overlay,
         assert env["AVAFORGE_GRPC_PORT"] == str(d.grpc_port)
         assert _subset(d.env, env)
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-        assert ports == {"grpc": d.grpc_port, "metrics": catalog.METRICS_PORT}
+        assert ports == {d.protocol: d.grpc_port, "metrics": catalog.METRICS_PORT}
+        https = ["--https"] if d.protocol == "https" else []  # the workbench: GET /healthz over HTTPS
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):  # exec: TLS and the service token
             assert c[probe]["exec"]["command"] == [
                 "python",
                 "-m",
                 "services.common.probe",
+                *https,
                 str(d.grpc_port),
             ], (d.name, probe)
         # TLS and tokens from the mounted Secret avaforge-auth; the service's own S3 key and NATS user
@@ -160,9 +162,12 @@ def test_every_service_has_deployment_service_probes_and_the_codes_port(overlay,
         assert c["resources"]["requests"] and c["resources"]["limits"]
         svc = _get(res, "Service", PREFIX + d.name)
         assert _subset(svc["spec"]["selector"], pod["metadata"]["labels"])
-        assert {"name": "grpc", "port": d.grpc_port, "targetPort": "grpc", "appProtocol": "grpc"} in svc[
-            "spec"
-        ]["ports"]
+        assert {
+            "name": d.protocol,
+            "port": d.grpc_port,
+            "targetPort": d.protocol,
+            "appProtocol": d.protocol,
+        } in svc["spec"]["ports"]
         pdb = _get(res, "PodDisruptionBudget", PREFIX + d.name)
         assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
 
@@ -403,11 +408,12 @@ def _pod_labels(res: list[dict[str, Any]], name: str) -> dict[str, str]:
 def test_network_policies_open_only_the_gateway_and_fence_nats_s3_triton(rendered) -> None:  # type: ignore[no-untyped-def]
     res = rendered["dev"]
     inside_stranger = ("avaforge", {"app": "debug-shell"})
+    doors = {"gateway", "annotate"}  # the gRPC gateway and the workbench's HTTPS
     for d in catalog.DEPLOYABLES:
         labels = _pod_labels(res, PREFIX + d.name)
         open_outside = _allowed(res, OUTSIDE, labels, d.grpc_port)
-        assert open_outside == (d.name == "gateway"), d.name
-        assert _allowed(res, inside_stranger, labels, d.grpc_port) == (d.name == "gateway"), d.name
+        assert open_outside == (d.name in doors), d.name
+        assert _allowed(res, inside_stranger, labels, d.grpc_port) == (d.name in doors), d.name
         assert _allowed(res, ("avaforge", _pod_labels(res, PREFIX + "gateway")), labels, d.grpc_port)
     nats, minio, triton = (_pod_labels(res, PREFIX + n) for n in ("nats", "minio", "triton"))
     ingest_worker = ("avaforge", _pod_labels(res, PREFIX + "worker-ingest"))
@@ -452,3 +458,26 @@ def test_triton_scales_on_the_metric_prometheus_adapter_serves(overlay, rendered
     assert "nv_inference_queue_duration_us" in rule["metricsQuery"]
     assert "nv_inference_compute_infer_duration_us" in rule["metricsQuery"]
     assert not [r for r in rendered["dev"] if r["kind"] == "HorizontalPodAutoscaler"]  # no adapter assumed
+
+
+def test_the_annotate_pod_reaches_only_nats_s3_and_dns(rendered) -> None:  # type: ignore[no-untyped-def]
+    for res in rendered.values():
+        labels = _pod_labels(res, PREFIX + "annotate")
+        egress = [
+            p
+            for p in res
+            if p["kind"] == "NetworkPolicy"
+            and "Egress" in p["spec"].get("policyTypes", [])
+            and _selects(p["spec"]["podSelector"], labels)
+        ]
+        assert egress, "the annotate pod has an egress policy"
+        ports = {(x["port"], x["protocol"]) for p in egress for r in p["spec"]["egress"] for x in r["ports"]}
+        assert ports == {(4222, "TCP"), (9000, "TCP"), (53, "UDP"), (53, "TCP")}
+        others = [d for d in catalog.DEPLOYABLES if d.name != "annotate"]
+        for d in others:  # the other pods keep their egress open (NATS, S3, Triton, one another)
+            assert not any(
+                "Egress" in p["spec"].get("policyTypes", [])
+                and _selects(p["spec"]["podSelector"], _pod_labels(res, PREFIX + d.name))
+                for p in res
+                if p["kind"] == "NetworkPolicy"
+            ), d.name

@@ -73,6 +73,7 @@ def test_make_up_and_down_start_and_stop_the_stack(tmp_path: Path) -> None:
         pids = json.loads((tmp_path / "stack" / "pids.json").read_text())
         detector_env = Path(f"/proc/{pids['worker-detect-0']}/environ").read_bytes().split(b"\0")
         assert b"AVAFORGE_DETECT_BACKEND=triton" in detector_env  # detection runs on the stack's Triton
+        _assert_annotate_serves_https_with_a_token(values)
     finally:
         down = _devstack("down", env)
     assert down.returncode == 0 and not (tmp_path / "stack" / "pids.json").exists()
@@ -81,6 +82,20 @@ def test_make_up_and_down_start_and_stop_the_stack(tmp_path: Path) -> None:
     # ONNX Runtime keeps one fixed-name session-id file in $TMPDIR (rewritten, never multiplied).
     assert sorted(p.name for p in scratch.iterdir() if p.name != ".ses") == []
     assert not any(glob.glob(pattern) for pattern in outside)
+
+
+def _assert_annotate_serves_https_with_a_token(values: dict[str, str]) -> None:
+    from services.common.probe import check_https
+
+    port = int(values["AVAFORGE_ANNOTATE_URL"].rsplit(":", 1)[1])
+    assert port == int(values["AVAFORGE_GATEWAY"].rsplit(":", 1)[1]) + 7
+    assert (
+        check_https(
+            port, env={"AVAFORGE_TLS_CA": values["AVAFORGE_CA"], "AVAFORGE_TOKEN": values["AVAFORGE_TOKEN"]}
+        )
+        == 200
+    )
+    assert check_https(port, env={"AVAFORGE_TLS_CA": values["AVAFORGE_CA"]}) == 401
 
 
 def _assert_gateway_needs_tls_and_a_token(values: dict[str, str], state: Path) -> None:

@@ -15,9 +15,11 @@ from typing import Literal
 GATEWAY_PORT = 50050  # the only port reachable from outside the cluster
 STAGE_PORT = 50051  # every other gRPC server: stage APIs, and health of the queue workers
 TRAINER_PORT = 50056
+ANNOTATE_PORT = 8443  # the annotation workbench (HTTPS, not gRPC)
 METRICS_PORT = 9100  # Prometheus /metrics
 
 ImageKind = Literal["cpu", "gpu"]
+Protocol = Literal["grpc", "https"]
 
 
 @dataclass(frozen=True)
@@ -25,8 +27,9 @@ class Deployable:
     name: str  # Deployment and Service name in deploy/k8s
     args: tuple[str, ...]  # ``python -m <args>``
     image: ImageKind
-    grpc_port: int = STAGE_PORT
+    grpc_port: int = STAGE_PORT  # its port (AVAFORGE_GRPC_PORT), gRPC or, for protocol "https", HTTPS
     env: dict[str, str] = field(default_factory=dict)
+    protocol: Protocol = "grpc"  # "https": an HTTP API (probed on /healthz), not a gRPC server
 
     @property
     def command(self) -> list[str]:
@@ -50,6 +53,10 @@ DEPLOYABLES: tuple[Deployable, ...] = (
     _api("proposals"),
     _api("via"),
     _api("trainer", TRAINER_PORT),
+    # the workbench; AVAFORGE_PROBE: the images' HEALTHCHECK (a bare ``services.common.probe``) asks /healthz
+    Deployable(
+        "annotate", ("services.annotate",), "cpu", ANNOTATE_PORT, {"AVAFORGE_PROBE": "https"}, "https"
+    ),
     _worker("ingest", "ingest"),
     _worker("detect", "detector"),  # scaled on JetStream lag (KEDA) or CPU (HPA)
     _worker("track", "tracker"),

@@ -18,7 +18,7 @@ export async function api(method, path, body) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const resp = await fetch(path, init);
+  const resp = await fetch(path.replace(/^\//, ""), init); // relative: the page may live below /jobs/<job>/
   if (!resp.ok) {
     let detail = resp.statusText;
     try {

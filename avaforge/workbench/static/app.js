@@ -264,7 +264,7 @@ function renderGrid() {
         const img = document.createElement("img");
         img.loading = "lazy";
         img.alt = `person ${p} at ${s} s`;
-        loadImage(img, `/api/clips/${encodeURIComponent(state.clipId)}/crops/${p}/${s}?v=${b.box.join(",")}`);
+        loadImage(img, `api/clips/${encodeURIComponent(state.clipId)}/crops/${p}/${s}?v=${b.box.join(",")}`);
         const labels = document.createElement("div");
         labels.className = "labels";
         labels.dataset.actions = b.actions.join(",");

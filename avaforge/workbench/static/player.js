@@ -51,7 +51,7 @@ export class Player {
     if (this.cache.has(`${this.clipId}/${frame}`)) return;
     const img = new Image();
     this.cache.set(`${this.clipId}/${frame}`, img);
-    loadImage(img, `/api/clips/${encodeURIComponent(this.clipId)}/frames/${frame}`);
+    loadImage(img, `api/clips/${encodeURIComponent(this.clipId)}/frames/${frame}`);
   }
 
   frameNow() {
