@@ -121,9 +121,9 @@ def via3_steps(boxes: list[dict[str, Any]], seconds: list[int], labels: dict[int
 
 
 def session(driver, doc: dict[str, Any]) -> tuple[int, int, dict[int, list[str]]]:  # type: ignore[no-untyped-def]
-    """Label every box keyboard-only: per person (rows in order), go to its first second (arrows), press
-    its action keys, then ``f`` (carry forward and move on) until its last box. Each editing key waits for
-    its save (an annotator's pace), so each latency is one save's. (presses, labelled boxes, labels)."""
+    """Label every box keyboard-only: per person (rows in order), Tab to its first box, press its action
+    keys, then ``f`` (carry forward and move on) until its last box. Each editing key waits for its save (an
+    annotator's pace), so each latency is one save's. (presses, labelled boxes, labels)."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -147,9 +147,11 @@ def session(driver, doc: dict[str, Any]) -> tuple[int, int, dict[int, list[str]]
     presses = 0
     sel_person, sel_second = people[0], tracks[people[0]][0]  # the page selects the first person's first box
     for p in people:
-        for _ in range(people.index(p) - people.index(sel_person)):
-            press(Keys.ARROW_DOWN, False)
-            presses += 1
+        if p != sel_person:  # Tab: the next person's row, at its first box
+            for _ in range(people.index(p) - people.index(sel_person)):
+                press(Keys.TAB, False)
+                presses += 1
+            sel_second = tracks[p][0]
         first = tracks[p][0]
         step = Keys.ARROW_RIGHT if first > sel_second else Keys.ARROW_LEFT
         for _ in range(abs(seconds.index(first) - seconds.index(sel_second))):

@@ -184,6 +184,11 @@ def test_keyboard_only_labelling_survives_a_reload_and_builds_a_valid_dataset(
         boxes = grid(browser)
         people = sorted({p for p, _ in boxes})
         plan = {p: "12"[i % 2] for i, p in enumerate(people)}  # stand / walk, alternating by person
+        # Tab: the next person's row, at that person's first box (where its labelling starts)
+        now, _ = selected(browser)
+        keys(browser, Keys.TAB)
+        nxt = people[(people.index(now) + 1) % len(people)]
+        assert selected(browser) == (nxt, min(s for q, s in boxes if q == nxt))
         half = len(people) // 2
         made = label_rows(browser, people[:half], plan)
         wait_saved(browser, start + made)

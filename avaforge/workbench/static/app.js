@@ -12,7 +12,8 @@ const $ = (sel) => document.querySelector(sel);
 
 const COMMANDS = [
   ["←/→", "previous / next second"],
-  ["↑/↓, Tab/⇧Tab", "previous / next person"],
+  ["↑/↓", "previous / next person, same second"],
+  ["Tab/⇧Tab", "next / previous person, at its first box (where its labelling starts)"],
   ["a", "accept the machine suggestion"],
   ["c", "copy the person's previous second"],
   ["f", "carry the labels forward to the person's next second"],
@@ -340,12 +341,13 @@ function moveSecond(step) {
   select(state.sel.person, secs[j]);
 }
 
-function movePerson(step) {
+function movePerson(step, toFirstBox = false) {
   const ps = people();
   if (!ps.length) return;
   const i = ps.indexOf(state.sel.person);
   const j = i < 0 ? 0 : (i + step + ps.length) % ps.length;
-  select(ps[j], state.sel.second);
+  const own = state.doc.boxes.filter((b) => b.person === ps[j]).map((b) => b.second);
+  select(ps[j], toFirstBox && own.length ? Math.min(...own) : state.sel.second);
 }
 
 function nextBoxSecond(person, second) {
@@ -384,7 +386,7 @@ function onKey(ev) {
   else if (key === "ArrowRight") moveSecond(1);
   else if (key === "ArrowUp") movePerson(-1);
   else if (key === "ArrowDown") movePerson(1);
-  else if (key === "Tab") movePerson(ev.shiftKey ? -1 : 1);
+  else if (key === "Tab") movePerson(ev.shiftKey ? -1 : 1, true);
   else if ((ctrl && key.toLowerCase() === "z" && !ev.shiftKey) || (!ctrl && key === "z")) undo();
   else if ((ctrl && (key.toLowerCase() === "y" || (key.toLowerCase() === "z" && ev.shiftKey))) || key === "y")
     redo();
