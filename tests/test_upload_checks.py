@@ -21,18 +21,15 @@ from hypothesis import strategies as st
 
 from avaforge.formats.actions import ActionList
 from avaforge.formats.errors import FormatError
-from avaforge.queue import WorkQueue
 from avaforge.runner import _load_clip, autolabel_workdir, prepare
 from avaforge.settings import ClipPlan, CutSettings, PipelineSettings
 from avaforge.stages.via_import import ClipLabels, import_project
 from avaforge.v1 import common_pb2, gateway_pb2
 from avaforge.workdir import Workdir
-from devstack.servers import nats_server
 from services.common import jobs
 from services.common.worker import Context
-from services.gateway.__main__ import start
 from services.via.handlers import via_import_item
-from tests.stage_workers import LoopThread
+from tests.gateway_stack import GatewayStack
 
 pytestmark = pytest.mark.slow
 ACTIONS = {"groups": {"body": ["stand", "walk"], "hands": ["wave"]}}
@@ -237,13 +234,12 @@ def gateway(prepared: dict[str, Any], s3, tmp_path_factory: pytest.TempPathFacto
     track record them), waiting for labels; no stage workers run, so the queue shows what was submitted."""
     _, store = s3
     tmp = tmp_path_factory.mktemp("upload_gateway")
-    nats = nats_server(tmp / "nats").start()
-    loop = LoopThread()
+    stack = GatewayStack(store, tmp, secure=False)
     job_id = uuid.uuid4().hex[:12]
     cid = prepared["cid"]
 
-    async def up():  # type: ignore[no-untyped-def]
-        queue = await WorkQueue.connect(f"nats://127.0.0.1:{nats.port}")
+    async def seed() -> None:
+        queue = stack.queue
         spec = {
             "job_id": job_id,
             "created": 0.0,
@@ -259,23 +255,21 @@ def gateway(prepared: dict[str, Any], s3, tmp_path_factory: pytest.TempPathFacto
         await jobs.put(queue, jobs.fact(job_id, "ingest", cid), ingested)
         await jobs.put(queue, jobs.fact(job_id, "track", cid), {"tracks": tracks.to_dict()})
         await jobs.put(queue, jobs.fact(job_id, "via", cid), {})
-        server, port = await start(queue, store, 0)
-        return queue, server, port
 
-    queue, server, port = loop.run(up())
-    from avaforge.client import GatewayClient
-
-    client = GatewayClient(f"127.0.0.1:{port}", timeout_s=60)
-    yield {"client": client, "queue": queue, "job": job_id, "loop": loop, "store": store, "tmp": tmp}
-    client.close()
-
-    async def down() -> None:
-        await server.stop(1)
-        await queue.close()
-
-    loop.run(down())
-    loop.close()
-    nats.stop()
+    try:
+        stack.run(seed())
+        client = stack.client()
+        yield {
+            "client": client,
+            "queue": stack.queue,
+            "job": job_id,
+            "loop": stack.loop,
+            "store": store,
+            "tmp": tmp,
+        }
+        client.close()
+    finally:
+        stack.close()
 
 
 def _upload(gw: dict[str, Any], data: bytes) -> common_pb2.Job:
