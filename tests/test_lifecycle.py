@@ -163,3 +163,35 @@ def test_rebuilt_dataset_replaces_the_old_one_in_one_step(tmp_path: Path) -> Non
     assert (out / "annotations" / "train.csv").read_text() == "new"
     assert not new.exists() and not (tmp_path / ".dataset.old").exists()
     assert len(list((out / "rawframes").iterdir())) == 3000
+
+
+def test_a_watch_outlasts_nats_timeouts_then_gives_up_after_its_patience() -> None:
+    """A busy NATS answers a KV read with a timeout (faked: a real server cannot be made that slow on
+    demand): the watch asks again on its next poll; only timeouts for longer than its patience end it."""
+    import nats.errors
+
+    from avaforge.v1 import common_pb2
+
+    answers = iter([None, None, common_pb2.JOB_STATE_RUNNING, None, common_pb2.JOB_STATE_SUCCEEDED])
+
+    async def flaky_nats_read() -> common_pb2.Job:
+        state = next(answers)
+        if state is None:
+            raise nats.errors.TimeoutError
+        return common_pb2.Job(job_id="0123456789ab", state=state)
+
+    async def states(current, patience_s: float) -> list[int]:  # type: ignore[no-untyped-def]
+        return [job.state async for job in jobs.watch(current, poll_s=0.01, patience_s=patience_s)]
+
+    assert asyncio.run(states(flaky_nats_read, 5)) == [
+        common_pb2.JOB_STATE_RUNNING,
+        common_pb2.JOB_STATE_SUCCEEDED,
+    ]
+
+    async def always_times_out() -> common_pb2.Job:
+        raise nats.errors.TimeoutError
+
+    began = time.monotonic()
+    with pytest.raises(nats.errors.TimeoutError):
+        asyncio.run(states(always_times_out, 0.2))
+    assert time.monotonic() - began < 5

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -132,11 +133,25 @@ TERMINAL_STATES = {
 }
 
 
-async def watch(current: Callable[[], Awaitable[Any]], poll_s: float = 0.3) -> AsyncIterator[Any]:
-    """Yield the job message each time it changes, until it reaches a terminal state."""
-    last = None
+async def watch(
+    current: Callable[[], Awaitable[Any]], poll_s: float = 0.3, patience_s: float = 60.0
+) -> AsyncIterator[Any]:
+    """Yield the job message each time it changes, until it reaches a terminal state. A NATS request that
+    times out (a busy server) is asked again on the next poll; only ``patience_s`` of nothing but timeouts
+    ends the watch with the error."""
+    import nats.errors
+
+    last, failing_since = None, None
     while True:
-        job = await current()
+        try:
+            job = await current()
+        except nats.errors.TimeoutError:
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since > patience_s:
+                raise
+            await asyncio.sleep(poll_s)
+            continue
+        failing_since = None
         blob = job.SerializeToString(deterministic=True)
         if blob != last:
             last = blob
