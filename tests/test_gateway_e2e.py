@@ -20,7 +20,8 @@ from services.common.worker import Context, record_failure
 from services.gateway.__main__ import start
 from tests.credentials import client as tls_client
 from tests.credentials import credentials, security
-from tests.stage_workers import HANDLERS, LoopThread, start_stage_workers
+from tests.gateway_stack import GatewayStack
+from tests.stage_workers import HANDLERS
 
 pytestmark = pytest.mark.slow
 ACTIONS = {"groups": {"body": ["stand", "walk"], "hands": ["wave"]}}
@@ -32,35 +33,13 @@ POLICY = RetryPolicy(max_deliver=3, backoff_s=(0.2,), ack_wait_s=120)
 def stack(s3, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     _, store = s3
     tmp = tmp_path_factory.mktemp("gateway")
-    nats = nats_server(tmp / "nats").start()
-    url = f"nats://127.0.0.1:{nats.port}"
-    background = LoopThread()
-
-    async def up():  # type: ignore[no-untyped-def]
-        queue = await WorkQueue.connect(url)
-        ctx = Context.create(queue, store, tmp / "cache")
-        stop = asyncio.Event()
-        workers = await start_stage_workers(
-            url, ctx, HANDLERS, stop, POLICY, on_dead=lambda d: record_failure(queue, d)
-        )
-        server, port = await start(queue, store, 0, max_upload_mb=3, security=security())
-        return queue, stop, workers, server, port
-
-    queue, stop, workers, server, port = background.run(up())
-    client = tls_client(port, timeout_s=300)
-    yield client, tmp, {"nats": nats}
-    client.close()
-
-    async def down() -> None:
-        stop.set()
-        await asyncio.gather(*(task for _, task in workers))
-        await server.stop(1)
-        for connection in [queue, *(q for q, _ in workers)]:  # their subscriptions would outlive the loop
-            await connection.close()
-
-    background.run(down())
-    background.close()
-    nats.stop()
+    gateway = GatewayStack(store, tmp, workers=POLICY, max_upload_mb=3)
+    try:
+        client = gateway.client(timeout_s=300)
+        yield client, tmp, {"nats": gateway.nats}
+        client.close()
+    finally:
+        gateway.close()
 
 
 def test_submit_label_build_download_matches_embedded(stack, videos: Path) -> None:
