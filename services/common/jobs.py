@@ -75,7 +75,7 @@ async def complete(
 ) -> None:
     """Record ``stage``'s outputs for the item's clip, then queue the stages that ``avaforge.pipeline`` says
     come next (message ids make a repeat of this after a redelivery a no-op). A batch stage next fans out
-    over the clip's frames to detect, from ``finfo`` (the clip's FramesInfo)."""
+    as ``pipeline.fan_out`` says, from ``finfo`` (the clip's FramesInfo)."""
     job, cid = item["job"], item.get("clip_id", "")
     await put(queue, fact(job, stage, cid), outputs)
     for nxt in pipeline.then(stage):
@@ -83,10 +83,9 @@ async def complete(
         if nxt.unit != "batch":
             await queue.submit(nxt.name, base, msg_id=fact(job, nxt.name, cid))
             continue
-        from avaforge import steps  # the stage modules are heavy; the gateway never gets here
         from avaforge.settings import PipelineSettings
 
-        batches = steps.detect_batches(finfo, PipelineSettings.from_dict(item["settings"]), nxt.fanout)
+        batches = pipeline.fan_out(nxt.name, finfo, PipelineSettings.from_dict(item["settings"]))
         for i, frames in enumerate(batches):
             part = {**base, "frames": frames, "batch": i, "batches": len(batches)}
             await queue.submit(nxt.name, part, msg_id=fact(job, nxt.name, cid, i))
