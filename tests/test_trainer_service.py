@@ -4,14 +4,11 @@ its artifacts stored, and a cancelled run."""
 import asyncio
 import json
 import math
-import shutil
 from pathlib import Path
 
 import grpc
 import pytest
 
-from avaforge.archive import pack_tree
-from avaforge.dataset_layout import DatasetLayout
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.storage import ArtifactRef
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
@@ -21,7 +18,6 @@ from services.common.convert import ref_to_proto
 from services.common.worker import Context
 from services.trainer.handlers import train_item
 from services.trainer.servicer import NAME, TrainerServicer
-from tests.conftest import write_demo_dataset
 from tests.credentials import channel as tls_channel
 from tests.credentials import security
 from tests.stage_workers import LoopThread
@@ -30,16 +26,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trainer(s3, tmp_path_factory: pytest.TempPathFactory, people_rawframes: Path):  # type: ignore[no-untyped-def]
+def trainer(s3, tmp_path_factory: pytest.TempPathFactory, training_dataset):  # type: ignore[no-untyped-def]
     _, store = s3
     tmp = tmp_path_factory.mktemp("trainer")
-    layout = DatasetLayout(
-        write_demo_dataset(tmp / "dataset", people_rawframes, {"train": ["a"], "val": ["b"]})
-    )
-    for link in layout.rawframes.iterdir():  # real files in the uploaded dataset
-        link.unlink()
-        shutil.copytree(people_rawframes, link)
-    dataset = ref_to_proto(store.put("datasets", pack_tree(layout.root), ".tar"))
+    dataset = training_dataset
     nats = nats_server(tmp / "nats").start()
     background = LoopThread()
 
