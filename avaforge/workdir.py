@@ -82,6 +82,16 @@ class Workdir:
     def clip(self, clip_id: str) -> ClipPaths:
         return ClipPaths(self.root / "clips" / clip_id)
 
+    def outputs(self, clip_id: str, stage: str) -> list[Path]:
+        """The files ``stage`` leaves for the clip: those of each artifact it writes (``avaforge.pipeline``);
+        the VIA project and zip go to ``via/``."""
+        from avaforge.stages.via_export import export_paths  # a stage module: loaded only when asked
+
+        via = export_paths(self.via, clip_id)
+        elsewhere = {"project": [via.project], "archive": [via.archive]}
+        writes = pipeline.stage(stage).writes
+        return [f for a in writes for f in elsewhere.get(a) or self.clip(clip_id).files(a)]
+
     @property
     def via(self) -> Path:
         return self.root / "via"
@@ -92,16 +102,6 @@ class Workdir:
 
     def labels(self, clip_id: str) -> Path:
         return self.root / "labels" / f"{clip_id}.json"
-
-    def outputs(self, clip_id: str, stage: str) -> list[Path]:
-        """The files ``stage`` leaves for the clip: those of each artifact it writes (``avaforge.pipeline``);
-        the VIA project and zip go to ``via/``."""
-        from avaforge.stages.via_export import export_paths  # a stage module: loaded only when asked
-
-        via = export_paths(self.via, clip_id)
-        elsewhere = {"project": [via.project], "archive": [via.archive]}
-        writes = pipeline.stage(stage).writes
-        return [f for a in writes for f in elsewhere.get(a) or self.clip(clip_id).files(a)]
 
     def suggestions(self, clip_id: str) -> Path:
         return self.autolabel / f"{clip_id}.suggestions.json"
