@@ -12,7 +12,11 @@ This module is pure data (no heavy imports) so that the gateway can read it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from avaforge.settings import PipelineSettings
+    from avaforge.stages.frames import FramesInfo
 
 # per video: one item a source video; per clip: one item a clip; batch: a clip split in fan-out items;
 # job: one item for the whole job.
@@ -125,6 +129,18 @@ def trigger_of(name: str) -> Stage | None:
 def then(name: str) -> list[Stage]:
     """The stages queued when ``name`` completes (for a fanned-out stage: when its last item completes)."""
     return [s for s in STAGES if (t := trigger_of(s.name)) is not None and t.name == name]
+
+
+def fan_out(name: str, finfo: FramesInfo, settings: PipelineSettings) -> list[list[int]]:
+    """The work items of batch stage ``name`` for one clip: the frames it detects on (the detect stage's
+    frame rule), in slices of the stage's ``fanout`` frames."""
+    if stage(name).unit != "batch":
+        raise ValueError(f"stage {name} does not fan out")
+    # heavy (OpenCV): only a worker completing the stage before a batch stage fans out, never the gateway
+    from avaforge.stages.detect import batches_of, frames_to_detect
+
+    frames = frames_to_detect(finfo.num_frames, settings.detect.tracking_fps, finfo.keyframe_seconds)
+    return batches_of(frames, stage(name).fanout)
 
 
 def automatic() -> list[Stage]:

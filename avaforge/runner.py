@@ -202,22 +202,18 @@ def _prepare_clip(
     def run_via() -> None:
         steps.export_via(finfo(), Tracks.load(paths.tracks), actions, paths.rawframes, wd.via, s)
 
-    # stage -> (how it runs here, the files it leaves, input digests beyond its upstream keys)
-    local: dict[str, tuple[Callable[[], None], list[Path], tuple[object, ...]]] = {
-        "ingest": (
-            run_ingest,
-            [paths.clip, paths.clip_json, paths.rawframes, paths.frames_json],
-            (source_digest, spec),
-        ),
-        "detect": (run_detect, [paths.detections], (models.weights_digest,)),
-        "track": (run_track, [paths.tracks], ()),
-        "proposals": (run_proposals, [paths.proposals], ()),
-        "via": (run_via, [via_out.project, via_out.archive], ()),
+    # stage -> (how it runs here, input digests beyond its upstream keys); the files it leaves: wd.outputs
+    local: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
+        "ingest": (run_ingest, (source_digest, spec)),
+        "detect": (run_detect, (models.weights_digest,)),
+        "track": (run_track, ()),
+        "proposals": (run_proposals, ()),
+        "via": (run_via, ()),
     }
     for st in pipeline.automatic():
-        run, outputs, extra = local[st.name]
+        run, extra = local[st.name]
         keys[st.name] = _stage_key(st.name, keys, s, actions, *extra)
-        _stage(paths, st.name, keys[st.name], outputs, result, cid, run)
+        _stage(paths, st.name, keys[st.name], wd.outputs(cid, st.name), result, cid, run)
         if st.name == "ingest" and not finfo().labelled_seconds:
             clip = ClipInfo.from_dict(json.loads(paths.clip_json.read_text()))
             result.warnings.append(

@@ -48,11 +48,6 @@ def frames_to_detect(finfo: FramesInfo, s: PipelineSettings) -> list[int]:
     return detect.frames_to_detect(finfo.num_frames, s.detect.tracking_fps, finfo.keyframe_seconds)
 
 
-def detect_batches(finfo: FramesInfo, s: PipelineSettings, size: int) -> list[list[int]]:
-    """The clip's frames to detect, in fan-out items of ``size`` frames."""
-    return detect.batches_of(frames_to_detect(finfo, s), size)
-
-
 def detect_frames(
     rawframes: Path,
     frame_numbers: list[int],

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from avaforge import pipeline
 from avaforge.formats.actions import ActionList
 from avaforge.formats.errors import FormatError
 from avaforge.fsutil import atomic_write_bytes
@@ -51,6 +52,16 @@ class ClipPaths:
     def keys(self) -> Path:
         return self.root / "stages.json"
 
+    def files(self, artifact: str) -> list[Path]:
+        """Where the clip's ``artifact`` (one of the ``writes`` of ``avaforge.pipeline``) is kept here."""
+        return {
+            "clip": [self.clip, self.clip_json],
+            "rawframes": [self.rawframes, self.frames_json],
+            "detections": [self.detections],
+            "tracks": [self.tracks],
+            "proposals": [self.proposals],
+        }[artifact]
+
     def stage_keys(self) -> dict[str, str]:
         return json.loads(self.keys.read_text()) if self.keys.exists() else {}
 
@@ -70,6 +81,16 @@ class Workdir:
 
     def clip(self, clip_id: str) -> ClipPaths:
         return ClipPaths(self.root / "clips" / clip_id)
+
+    def outputs(self, clip_id: str, stage: str) -> list[Path]:
+        """The files ``stage`` leaves for the clip: those of each artifact it writes (``avaforge.pipeline``);
+        the VIA project and zip go to ``via/``."""
+        from avaforge.stages.via_export import export_paths  # a stage module: loaded only when asked
+
+        via = export_paths(self.via, clip_id)
+        elsewhere = {"project": [via.project], "archive": [via.archive]}
+        writes = pipeline.stage(stage).writes
+        return [f for a in writes for f in elsewhere.get(a) or self.clip(clip_id).files(a)]
 
     @property
     def via(self) -> Path:

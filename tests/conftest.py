@@ -158,3 +158,20 @@ def s3(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def
     store.wait_ready()
     yield server, store
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def training_dataset(s3, tmp_path_factory: pytest.TempPathFactory, people_rawframes: Path):  # type: ignore[no-untyped-def]
+    """A demo dataset (train: video a, val: video b) with real rawframe files, packed and stored in the test
+    S3: what the trainer service trains on, as its ``common_pb2.ArtifactRef``."""
+    from avaforge.archive import pack_tree
+    from avaforge.dataset_layout import DatasetLayout
+    from services.common.convert import ref_to_proto
+
+    _, store = s3
+    root = tmp_path_factory.mktemp("training_dataset") / "dataset"
+    layout = DatasetLayout(write_demo_dataset(root, people_rawframes, {"train": ["a"], "val": ["b"]}))
+    for link in layout.rawframes.iterdir():  # real files in the uploaded dataset
+        link.unlink()
+        shutil.copytree(people_rawframes, link)
+    return ref_to_proto(store.put("datasets", pack_tree(layout.root), ".tar"))

@@ -3,6 +3,7 @@ autolabelled finished projects, build, download the dataset: its AVA files and r
 to the embedded runner's on the same input and settings. Bad requests get clear status codes."""
 
 import asyncio
+import json
 from pathlib import Path
 
 import grpc
@@ -12,6 +13,7 @@ from avaforge.dataset_layout import DatasetLayout
 from avaforge.formats.actions import ActionList
 from avaforge.proto_convert import actions_from_proto, actions_to_proto, settings_from_proto
 from avaforge.queue import RetryPolicy, WorkQueue
+from avaforge.report import PROVENANCE_FILE
 from avaforge.runner import autolabel_workdir, build, import_finished, prepare
 from avaforge.settings import PipelineSettings
 from avaforge.v1 import common_pb2, gateway_pb2, settings_pb2
@@ -20,7 +22,8 @@ from services.common.worker import Context, record_failure
 from services.gateway.__main__ import start
 from tests.credentials import client as tls_client
 from tests.credentials import credentials, security
-from tests.stage_workers import HANDLERS, LoopThread, start_stage_workers
+from tests.gateway_stack import GatewayStack
+from tests.stage_workers import HANDLERS
 
 pytestmark = pytest.mark.slow
 ACTIONS = {"groups": {"body": ["stand", "walk"], "hands": ["wave"]}}
@@ -32,39 +35,24 @@ POLICY = RetryPolicy(max_deliver=3, backoff_s=(0.2,), ack_wait_s=120)
 def stack(s3, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     _, store = s3
     tmp = tmp_path_factory.mktemp("gateway")
-    nats = nats_server(tmp / "nats").start()
-    url = f"nats://127.0.0.1:{nats.port}"
-    background = LoopThread()
-
-    async def up():  # type: ignore[no-untyped-def]
-        queue = await WorkQueue.connect(url)
-        ctx = Context.create(queue, store, tmp / "cache")
-        stop = asyncio.Event()
-        workers = await start_stage_workers(
-            url, ctx, HANDLERS, stop, POLICY, on_dead=lambda d: record_failure(queue, d)
-        )
-        server, port = await start(queue, store, 0, max_upload_mb=3, security=security())
-        return queue, stop, workers, server, port
-
-    queue, stop, workers, server, port = background.run(up())
-    client = tls_client(port, timeout_s=300)
-    yield client, tmp, {"nats": nats}
-    client.close()
-
-    async def down() -> None:
-        stop.set()
-        await asyncio.gather(*(task for _, task in workers))
-        await server.stop(1)
-        for connection in [queue, *(q for q, _ in workers)]:  # their subscriptions would outlive the loop
-            await connection.close()
-
-    background.run(down())
-    background.close()
-    nats.stop()
+    gateway = GatewayStack(store, tmp, workers=POLICY, max_upload_mb=3)
+    try:
+        client = gateway.client(timeout_s=300)
+        yield client, tmp, {"nats": gateway.nats}
+        client.close()
+    finally:
+        gateway.close()
 
 
-def test_submit_label_build_download_matches_embedded(stack, videos: Path) -> None:
+def test_submit_label_build_download_matches_embedded(stack, videos: Path, capsys) -> None:
+    """The whole round trip as a user makes it, with the autolabelled projects uploaded by `avaforge remote
+    upload` (it sends each project's autolabel suggestions from beside it): the dataset's files equal the
+    embedded runner's byte for byte, and so does provenance.json (machine-made labels say machine)."""
+    from avaforge.cli import main
+
     client, tmp, _ = stack
+    creds = credentials()
+    remote = ["remote", "--server", client.target, "--ca", str(creds.ca), "--token", creds.tokens["alice"]]
     inputs = [videos / v for v in VIDEOS]
     job = client.submit(inputs, ACTIONS)
     job = client.wait(job.job_id, common_pb2.JOB_STATE_AWAITING_LABELS)
@@ -77,23 +65,28 @@ def test_submit_label_build_download_matches_embedded(stack, videos: Path) -> No
 
     work = tmp / "embedded"  # the same input through the embedded runner
     prepare(inputs, ActionList.from_obj(ACTIONS), work, PipelineSettings())
-    for project in autolabel_workdir(work):
-        client.upload_finished(job.job_id, project)
-    import_finished(work, autolabel_workdir(work))
+    projects = autolabel_workdir(work)  # each with its <clip>.suggestions.json beside it
+    assert main([*remote, "upload", job.job_id, *map(str, projects)]) == 0
+    import_finished(work, projects)
     embedded = build(work, tmp / "embedded_dataset").out
     deadline = 0
     while len([p for p in client.get(job.job_id).progress if p.stage == "import" and p.done == 2]) == 0:
         deadline += 1
         assert deadline < 600
         __import__("time").sleep(0.2)
-    client.build(job.job_id)
-    done = client.wait(job.job_id, common_pb2.JOB_STATE_SUCCEEDED)
-    assert done.state == common_pb2.JOB_STATE_SUCCEEDED, done
-    served = client.download_dataset(job.job_id, tmp / "served_dataset")
+    assert main([*remote, "build", job.job_id]) == 0
+    assert client.get(job.job_id).state == common_pb2.JOB_STATE_SUCCEEDED
+    assert main([*remote, "dataset", job.job_id, "--out", str(tmp / "served_dataset")]) == 0
+    served = tmp / "served_dataset"
+    capsys.readouterr()
     compared = DatasetLayout(embedded).content_files()
     for rel in compared:
         assert (served / rel).read_bytes() == (embedded / rel).read_bytes(), rel
     assert len(compared) > 600  # 9 annotation files + 600 rawframes
+    provenance = DatasetLayout(served).annotations / PROVENANCE_FILE
+    expected = json.loads((DatasetLayout(embedded).annotations / PROVENANCE_FILE).read_text())
+    assert json.loads(provenance.read_text()) == expected
+    assert expected["sources"].get("machine", 0) > 0, expected  # autolabel's ticks, left unchanged
 
 
 def test_bad_requests_get_clear_codes_and_the_gateway_keeps_serving(

@@ -12,14 +12,11 @@ import pytest
 from avaforge.formats.actions import ActionList
 from avaforge.formats.errors import FormatError
 from avaforge.proto_convert import actions_to_proto, settings_from_proto
-from avaforge.queue import WorkQueue
 from avaforge.settings import DEPLOYMENT_FIELDS, DetectSettings, PipelineSettings, TrackSettings
 from avaforge.v1 import common_pb2, gateway_pb2, settings_pb2
-from devstack.servers import nats_server
 from services.common import jobs
 from services.common.deployment import deployed
-from services.gateway.__main__ import start
-from tests.stage_workers import LoopThread
+from tests.gateway_stack import GatewayStack
 
 # (YAML mapping, proto message, the field named, part of the message); each value just outside its rule
 BAD = [
@@ -159,27 +156,14 @@ def test_the_deployment_sets_its_fields_whatever_the_job_says() -> None:
 def gateway(s3, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A gateway on a real nats-server and S3, no stage workers: the queue shows what a job submitted."""
     _, store = s3
-    nats = nats_server(tmp_path_factory.mktemp("job_settings") / "nats").start()
-    loop = LoopThread()
-
-    async def up():  # type: ignore[no-untyped-def]
-        queue = await WorkQueue.connect(f"nats://127.0.0.1:{nats.port}")
-        server, port = await start(queue, store, 0)
-        return queue, server, port
-
-    queue, server, port = loop.run(up())
-    video = store.put("videos", b"not looked at before the settings are checked", ".mp4")
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield {"channel": channel, "queue": queue, "loop": loop, "video": video}
-    channel.close()
-
-    async def down() -> None:
-        await server.stop(1)
-        await queue.close()
-
-    loop.run(down())
-    loop.close()
-    nats.stop()
+    stack = GatewayStack(store, tmp_path_factory.mktemp("job_settings"), secure=False)
+    try:
+        video = store.put("videos", b"not looked at before the settings are checked", ".mp4")
+        channel = grpc.insecure_channel(f"127.0.0.1:{stack.port}")
+        yield {"channel": channel, "queue": stack.queue, "loop": stack.loop, "video": video}
+        channel.close()
+    finally:
+        stack.close()
 
 
 def _request(gw: dict[str, Any], settings: settings_pb2.JobSettings) -> gateway_pb2.SubmitJobRequest:

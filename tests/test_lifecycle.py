@@ -12,15 +12,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from avaforge.client import GatewayClient
 from avaforge.queue import DEAD_STREAM, JOBS_BUCKET, WorkQueue, dead_subject
 from avaforge.stages.dataset import _exchange, swap_in
 from avaforge.v1 import gateway_pb2
-from devstack.servers import free_port, nats_server
+from devstack.servers import nats_server
 from services.common import jobs
 from services.common.convert import ref_from_proto
-from services.gateway.__main__ import start
-from tests.stage_workers import LoopThread
+from tests.gateway_stack import GatewayStack
 
 ACTIONS = {"groups": {"body": ["stand", "walk"]}}
 VIDEO = "people_1080p_vfr_2.6s.mp4"  # tests/media.py: the shortest test video
@@ -33,35 +31,14 @@ def nats(tmp_path: Path):  # type: ignore[no-untyped-def]
     server.stop()
 
 
-class Gateway:
-    """An in-process gateway on a fixed port that can be stopped and started again (a restart)."""
-
-    def __init__(self, nats_port: int, store) -> None:  # type: ignore[no-untyped-def]
-        self.loop, self.store, self.port = LoopThread(), store, free_port()
-        self.queue = self.loop.run(WorkQueue.connect(f"nats://127.0.0.1:{nats_port}"))
-        self.server = None
-        self.start()
-
-    def start(self) -> None:
-        self.server, _ = self.loop.run(start(self.queue, self.store, self.port))
-
-    def stop(self) -> None:
-        self.loop.run(self.server.stop(0))
-
-    def close(self) -> None:
-        self.stop()
-        self.loop.run(self.queue.close())
-        self.loop.close()
-
-
 def test_delete_job_keeps_shared_artifacts_and_cli_lists_owner_age_state(
-    s3, nats, videos: Path, capsys
+    s3, tmp_path: Path, videos: Path, capsys
 ) -> None:
     from avaforge.cli import main
 
     _, store = s3
-    gw = Gateway(nats.port, store)
-    client = GatewayClient(f"127.0.0.1:{gw.port}", timeout_s=60)
+    gw = GatewayStack(store, tmp_path, secure=False)
+    client = gw.client()
     server = f"127.0.0.1:{gw.port}"
     try:
         a = client.submit([videos / VIDEO], ACTIONS)  # no workers: both stay queued
@@ -95,12 +72,12 @@ def test_delete_job_keeps_shared_artifacts_and_cli_lists_owner_age_state(
         gw.close()
 
 
-def test_remote_watch_survives_a_gateway_restart(s3, nats, videos: Path, capsys) -> None:
+def test_remote_watch_survives_a_gateway_restart(s3, tmp_path: Path, videos: Path, capsys) -> None:
     from avaforge.cli import main
 
     _, store = s3
-    gw = Gateway(nats.port, store)
-    client = GatewayClient(f"127.0.0.1:{gw.port}", timeout_s=60)
+    gw = GatewayStack(store, tmp_path, secure=False)
+    client = gw.client()
     try:
         job = client.submit([videos / VIDEO], ACTIONS)  # no workers: queued until cancelled
         result: list[int] = []
@@ -111,10 +88,10 @@ def test_remote_watch_survives_a_gateway_restart(s3, nats, videos: Path, capsys)
         )
         watcher.start()
         time.sleep(1.5)
-        gw.stop()  # the watch stream breaks: UNAVAILABLE
+        gw.stop_gateway(0)  # the watch stream breaks: UNAVAILABLE
         time.sleep(3)  # several reconnect attempts fail meanwhile
         assert watcher.is_alive()
-        gw.start()  # a new gateway on the same address: the watch resumes
+        gw.start_gateway()  # a new gateway on the same address: the watch resumes
         time.sleep(2)
         # this client's channel may still be in its reconnect backoff from the outage: wait for it
         client.stub.CancelJob(gateway_pb2.GetJobRequest(job_id=job.job_id), wait_for_ready=True, timeout=30)
@@ -186,3 +163,35 @@ def test_rebuilt_dataset_replaces_the_old_one_in_one_step(tmp_path: Path) -> Non
     assert (out / "annotations" / "train.csv").read_text() == "new"
     assert not new.exists() and not (tmp_path / ".dataset.old").exists()
     assert len(list((out / "rawframes").iterdir())) == 3000
+
+
+def test_a_watch_outlasts_nats_timeouts_then_gives_up_after_its_patience() -> None:
+    """A busy NATS answers a KV read with a timeout (faked: a real server cannot be made that slow on
+    demand): the watch asks again on its next poll; only timeouts for longer than its patience end it."""
+    import nats.errors
+
+    from avaforge.v1 import common_pb2
+
+    answers = iter([None, None, common_pb2.JOB_STATE_RUNNING, None, common_pb2.JOB_STATE_SUCCEEDED])
+
+    async def flaky_nats_read() -> common_pb2.Job:
+        state = next(answers)
+        if state is None:
+            raise nats.errors.TimeoutError
+        return common_pb2.Job(job_id="0123456789ab", state=state)
+
+    async def states(current, patience_s: float) -> list[int]:  # type: ignore[no-untyped-def]
+        return [job.state async for job in jobs.watch(current, poll_s=0.01, patience_s=patience_s)]
+
+    assert asyncio.run(states(flaky_nats_read, 5)) == [
+        common_pb2.JOB_STATE_RUNNING,
+        common_pb2.JOB_STATE_SUCCEEDED,
+    ]
+
+    async def always_times_out() -> common_pb2.Job:
+        raise nats.errors.TimeoutError
+
+    began = time.monotonic()
+    with pytest.raises(nats.errors.TimeoutError):
+        asyncio.run(states(always_times_out, 0.2))
+    assert time.monotonic() - began < 5

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,16 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from avaforge.archive import pack_tree
-from avaforge.dataset_layout import DatasetLayout
 from avaforge.queue import WorkQueue
 from avaforge.storage import ArtifactRef
 from avaforge.v1 import common_pb2, stages_pb2
 from devstack.servers import nats_server
 from services.common import auth, jobs
-from services.common.convert import ref_from_proto, ref_to_proto
+from services.common.convert import ref_from_proto
 from services.trainer.servicer import TrainerServicer, training_job
-from tests.conftest import CREDS, REPO, write_demo_dataset
+from tests.conftest import CREDS, REPO
 
 pytestmark = pytest.mark.slow
 ACK_WAIT_S = 3
@@ -95,16 +92,10 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(s3, tmp_path_factory: pytest.TempPathFactory, people_rawframes: Path):  # type: ignore[no-untyped-def]
+def cluster(s3, tmp_path_factory: pytest.TempPathFactory, training_dataset):  # type: ignore[no-untyped-def]
     server, store = s3
     tmp = tmp_path_factory.mktemp("once_training")
-    layout = DatasetLayout(
-        write_demo_dataset(tmp / "dataset", people_rawframes, {"train": ["a"], "val": ["b"]})
-    )
-    for link in layout.rawframes.iterdir():  # real files in the uploaded dataset
-        link.unlink()
-        shutil.copytree(people_rawframes, link)
-    dataset = ref_to_proto(store.put("datasets", pack_tree(layout.root), ".tar"))
+    dataset = training_dataset
     nats = nats_server(tmp / "nats").start()
     env = {
         **os.environ,

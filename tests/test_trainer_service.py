@@ -4,14 +4,12 @@ its artifacts stored, and a cancelled run."""
 import asyncio
 import json
 import math
-import shutil
+from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
 import pytest
 
-from avaforge.archive import pack_tree
-from avaforge.dataset_layout import DatasetLayout
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.storage import ArtifactRef
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
@@ -21,7 +19,6 @@ from services.common.convert import ref_to_proto
 from services.common.worker import Context
 from services.trainer.handlers import train_item
 from services.trainer.servicer import NAME, TrainerServicer
-from tests.conftest import write_demo_dataset
 from tests.credentials import channel as tls_channel
 from tests.credentials import security
 from tests.stage_workers import LoopThread
@@ -30,60 +27,48 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trainer(s3, tmp_path_factory: pytest.TempPathFactory, people_rawframes: Path):  # type: ignore[no-untyped-def]
+def trainer(s3, tmp_path_factory: pytest.TempPathFactory, training_dataset):  # type: ignore[no-untyped-def]
     _, store = s3
     tmp = tmp_path_factory.mktemp("trainer")
-    layout = DatasetLayout(
-        write_demo_dataset(tmp / "dataset", people_rawframes, {"train": ["a"], "val": ["b"]})
-    )
-    for link in layout.rawframes.iterdir():  # real files in the uploaded dataset
-        link.unlink()
-        shutil.copytree(people_rawframes, link)
-    dataset = ref_to_proto(store.put("datasets", pack_tree(layout.root), ".tar"))
-    nats = nats_server(tmp / "nats").start()
-    background = LoopThread()
-
-    async def up():  # type: ignore[no-untyped-def]
-        queue = await WorkQueue.connect(f"nats://127.0.0.1:{nats.port}")
-        ctx = Context.create(queue, store, tmp / "cache")
+    dataset = training_dataset
+    with ExitStack() as cleanup:  # each part stopped even when a test, the start or another stop fails
+        nats = nats_server(tmp / "nats").start()
+        cleanup.callback(nats.stop)
+        background = LoopThread()
+        cleanup.callback(background.close)
+        queue = background.run(WorkQueue.connect(f"nats://127.0.0.1:{nats.port}"))
+        cleanup.callback(lambda: background.run(queue.close()))  # its watch subscriptions outlive the loop
         stop = asyncio.Event()
-        worker = asyncio.create_task(
-            queue.work(
-                "train",
-                lambda p: train_item(ctx, p),
-                stop,
-                RetryPolicy(max_deliver=1, ack_wait_s=600),
-                0.2,
+
+        async def start_worker() -> asyncio.Task[int]:
+            ctx = Context.create(queue, store, tmp / "cache")
+            policy = RetryPolicy(max_deliver=1, ack_wait_s=600)
+            return asyncio.create_task(queue.work("train", lambda p: train_item(ctx, p), stop, policy, 0.2))
+
+        async def stop_worker() -> None:
+            stop.set()
+            await worker
+
+        worker = background.run(start_worker())
+        cleanup.callback(lambda: background.run(stop_worker(), 120))
+        running = background.run(
+            runtime.serve(
+                "trainer",
+                [(stages_pb2_grpc.add_TrainerServiceServicer_to_server, TrainerServicer(queue, store), NAME)],
+                0,
+                metrics_port=0,
+                bind="127.0.0.1",
+                security=security(),
             )
         )
-        running = await runtime.serve(
-            "trainer",
-            [(stages_pb2_grpc.add_TrainerServiceServicer_to_server, TrainerServicer(queue, store), NAME)],
-            0,
-            metrics_port=0,
-            bind="127.0.0.1",
-            security=security(),
-        )
-        return queue, stop, worker, running.server, running.port
+        cleanup.callback(lambda: background.run(running.stop(1)))
+        channel = tls_channel(running.port, "alice")
+        cleanup.callback(channel.close)
 
-    queue, stop, worker, server, port = background.run(up())
-    channel = tls_channel(port, "alice")
+        def read(key: str) -> dict:
+            return background.run(jobs.get(queue, key), 30)
 
-    def read(key: str) -> dict:
-        return background.run(jobs.get(queue, key), 30)
-
-    yield stages_pb2_grpc.TrainerServiceStub(channel), dataset, store, read
-    channel.close()
-
-    async def down() -> None:
-        stop.set()
-        await worker
-        await server.stop(1)
-        await queue.close()  # its watch subscriptions would otherwise outlive the loop
-
-    background.run(down(), 120)
-    background.close()
-    nats.stop()
+        yield stages_pb2_grpc.TrainerServiceStub(channel), dataset, store, read
 
 
 def _until(stub, job_id: str, states: set[int]) -> common_pb2.Job:  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from avaforge.stages.ingest import ClipInfo
+from avaforge.stages.ingest import ClipInfo, ClipSpec
 from avaforge.storage import ArtifactRef
 from avaforge.v1 import common_pb2
 
@@ -30,4 +30,15 @@ def clip_to_proto(clip: ClipInfo) -> common_pb2.Clip:
 def clip_from_proto(msg: common_pb2.Clip) -> ClipInfo:
     return ClipInfo(
         msg.clip_id, msg.video_id, "", msg.start_s, msg.length_s, msg.num_frames, msg.width, msg.height
+    )
+
+
+def clip_spec_to_proto(spec: ClipSpec) -> common_pb2.Clip:
+    """A planned clip (not cut yet: no size, and its frame count is the plan's target)."""
+    return common_pb2.Clip(
+        clip_id=spec.clip_id,
+        video_id=spec.video_id,
+        start_s=spec.start_s,
+        length_s=spec.length_s,
+        num_frames=spec.target_frames,
     )

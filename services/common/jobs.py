@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -76,7 +77,7 @@ async def complete(
 ) -> None:
     """Record ``stage``'s outputs for the item's clip, then queue the stages that ``avaforge.pipeline`` says
     come next (message ids make a repeat of this after a redelivery a no-op). A batch stage next fans out
-    over the clip's frames to detect, from ``finfo`` (the clip's FramesInfo)."""
+    as ``pipeline.fan_out`` says, from ``finfo`` (the clip's FramesInfo)."""
     job, cid = item["job"], item.get("clip_id", "")
     await put(queue, fact(job, stage, cid), outputs)
     for nxt in pipeline.then(stage):
@@ -84,10 +85,9 @@ async def complete(
         if nxt.unit != "batch":
             await queue.submit(nxt.name, base, msg_id=fact(job, nxt.name, cid))
             continue
-        from avaforge import steps  # the stage modules are heavy; the gateway never gets here
         from avaforge.settings import PipelineSettings
 
-        batches = steps.detect_batches(finfo, PipelineSettings.from_dict(item["settings"]), nxt.fanout)
+        batches = pipeline.fan_out(nxt.name, finfo, PipelineSettings.from_dict(item["settings"]))
         for i, frames in enumerate(batches):
             part = {**base, "frames": frames, "batch": i, "batches": len(batches)}
             await queue.submit(nxt.name, part, msg_id=fact(job, nxt.name, cid, i))
@@ -134,11 +134,25 @@ TERMINAL_STATES = {
 }
 
 
-async def watch(current: Callable[[], Awaitable[Any]], poll_s: float = 0.3) -> AsyncIterator[Any]:
-    """Yield the job message each time it changes, until it reaches a terminal state."""
-    last = None
+async def watch(
+    current: Callable[[], Awaitable[Any]], poll_s: float = 0.3, patience_s: float = 60.0
+) -> AsyncIterator[Any]:
+    """Yield the job message each time it changes, until it reaches a terminal state. A NATS request that
+    times out (a busy server) is asked again on the next poll; only ``patience_s`` of nothing but timeouts
+    ends the watch with the error."""
+    import nats.errors
+
+    last, failing_since = None, None
     while True:
-        job = await current()
+        try:
+            job = await current()
+        except nats.errors.TimeoutError:
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since > patience_s:
+                raise
+            await asyncio.sleep(poll_s)
+            continue
+        failing_since = None
         blob = job.SerializeToString(deterministic=True)
         if blob != last:
             last = blob

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import time
 import uuid
@@ -23,7 +24,7 @@ from avaforge.proto_convert import (
     settings_to_proto,
 )
 from avaforge.queue import WorkQueue
-from avaforge.settings import PipelineSettings, job_part
+from avaforge.settings import ImportSettings, PipelineSettings, job_part
 from avaforge.stages.frames import FramesInfo
 from avaforge.stages.track import Tracks
 from avaforge.stages.via_import import import_project, project_clip_id
@@ -35,6 +36,7 @@ from services.gateway import lifecycle
 from services.gateway.streams import ChunkFeed, iterate_in_thread
 
 CHUNK = 1 << 20
+CHECKS_KEPT = 32  # clips whose parsed upload-check inputs stay in memory (tracks: ~1 MB a minute of video)
 _FILENAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,200}")
 
 
@@ -43,6 +45,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self.queue = queue
         self.store = store
         self.max_upload = int(max_upload_mb * 1024 * 1024)
+        self._checks: dict[str, tuple[FramesInfo, Tracks, ActionList, ImportSettings]] = {}
 
     async def _abort(self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> None:
         await context.abort(code, message)
@@ -257,19 +260,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                 grpc.StatusCode.NOT_FOUND,
                 f"project is for clip {clip_id!r}, which is not part of job {request.job_id}",
             )
-        ingested, tracked = await jobs.inputs(
-            self.queue, {"job": request.job_id, "clip_id": clip_id}, "ingest", "track"
-        )
-        tracks = self.store.get(ArtifactRef(**tracked["tracks"]))
+        frames, tracks, actions, imports = await self._check_inputs(request.job_id, clip_id, spec)
         try:
             await asyncio.to_thread(
-                import_project,
-                request.project,
-                f"{clip_id} (uploaded)",
-                FramesInfo.from_dict(ingested["frames"]),
-                Tracks.from_bytes(tracks),
-                ActionList.from_obj(spec["actions"]),
-                PipelineSettings.from_dict(spec["settings"]).imports,
+                import_project, request.project, f"{clip_id} (uploaded)", frames, tracks, actions, imports
             )
         except FormatError as exc:
             await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -289,6 +283,32 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             msg_id=f"{jobs.fact(request.job_id, 'via_import', clip_id)}.{ref.digest}",
         )
         return await self._job(request.job_id)
+
+    async def _check_inputs(
+        self, job_id: str, clip_id: str, spec: dict[str, Any]
+    ) -> tuple[FramesInfo, Tracks, ActionList, ImportSettings]:
+        """What the check of an uploaded project reads: the clip's frames info and tracks, the job's actions
+        and import settings. Parsed in a thread (tracks take tens of ms) and kept for the clip's next uploads:
+        the key names the job and the clip's content-addressed tracks and frames, none of which change."""
+        item = {"job": job_id, "clip_id": clip_id}
+        ingested, tracked = await jobs.inputs(self.queue, item, "ingest", "track")
+        frames = json.dumps(ingested["frames"], sort_keys=True)
+        key = f"{job_id}/{clip_id}/{tracked['tracks']['digest']}/{frames}"
+        if (found := self._checks.pop(key, None)) is None:
+
+            def parse() -> tuple[FramesInfo, Tracks, ActionList, ImportSettings]:
+                return (
+                    FramesInfo.from_dict(ingested["frames"]),
+                    Tracks.from_bytes(self.store.get(ArtifactRef(**tracked["tracks"]))),
+                    ActionList.from_obj(spec["actions"]),
+                    PipelineSettings.from_dict(spec["settings"]).imports,
+                )
+
+            found = await asyncio.to_thread(parse)
+        self._checks[key] = found  # the most recently used last
+        while len(self._checks) > CHECKS_KEPT:
+            self._checks.pop(next(iter(self._checks)))
+        return found
 
     async def BuildDataset(self, request, context):  # type: ignore[no-untyped-def]
         spec = await self._spec(request.job_id, context)

@@ -6,9 +6,9 @@ import asyncio
 
 from avaforge.proto_convert import settings_from_proto
 from avaforge.stages.ingest import ClipSpec
-from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
+from avaforge.v1 import stages_pb2, stages_pb2_grpc
 from services.common.artifacts import LocalCache
-from services.common.convert import clip_to_proto, ref_from_proto, ref_to_proto
+from services.common.convert import clip_spec_to_proto, clip_to_proto, ref_from_proto, ref_to_proto
 from services.common.process import Deps
 from services.common.runtime import Registration
 from services.ingest import handlers
@@ -29,17 +29,7 @@ class IngestServicer(stages_pb2_grpc.IngestServiceServicer):
             request.filename,
             settings_from_proto(request.settings),
         )
-        clips = [
-            common_pb2.Clip(
-                clip_id=s.clip_id,
-                video_id=s.video_id,
-                start_s=s.start_s,
-                length_s=s.length_s,
-                num_frames=s.target_frames,
-            )
-            for s in specs
-        ]
-        return stages_pb2.PlanClipsResponse(clips=clips)
+        return stages_pb2.PlanClipsResponse(clips=[clip_spec_to_proto(s) for s in specs])
 
     async def CutClip(self, request, context):  # type: ignore[no-untyped-def]
         c = request.clip

@@ -93,8 +93,11 @@ async def train_item(ctx: Context, p: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         # every blocking call in a thread: the loop keeps serving the API and the other items meanwhile
-        data = await asyncio.to_thread(ctx.store.get, ArtifactRef(**spec["dataset"]))
-        await asyncio.to_thread(unpack_tree, data, tmp / "dataset", f"dataset of {job}")
+        # streamed to a file (its digest checked at the end), then extracted member by member: a dataset of
+        # gigabytes never sits in memory
+        tar = await asyncio.to_thread(ctx.store.get_file, ArtifactRef(**spec["dataset"]), tmp / "dataset.tar")
+        await asyncio.to_thread(unpack_tree, tar, tmp / "dataset", f"dataset of {job}")
+        tar.unlink()
         loop = asyncio.get_running_loop()
         pool = ProcessPoolExecutor(
             1, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
