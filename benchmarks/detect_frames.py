@@ -47,8 +47,11 @@ def extract(video: Path, frames: list[int], vf: str | None, out: Path) -> list[P
 
 
 def frames_for(name: str, spec: dict, cache: Path = CACHE) -> dict[int, Path]:
-    video = demo_video() if spec["source"] == "vtest.avi" else Path(spec["source"])
     frames = sorted(int(f) for f in spec["frames"])
+    paths = {f: cache / name / f"{f:04d}.png" for f in frames}
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    video = demo_video() if spec["source"] == "vtest.avi" else Path(spec["source"])
     return dict(zip(frames, extract(video, frames, spec.get("ffmpeg_vf"), cache / name), strict=True))
 
 

@@ -19,7 +19,7 @@ from avaforge.settings import DetectSettings
 from avaforge.tracking.metrics import hungarian, iou_matrix
 
 REPO = Path(__file__).resolve().parents[1]
-S = DetectSettings()  # min_person_px 96, imgsz 640, max_imgsz 1280
+S = DetectSettings(min_person_px=96.0, imgsz=640, max_imgsz=1280)  # fixed here, whatever the defaults
 
 
 def test_plan_follows_the_small_people() -> None:
@@ -135,3 +135,22 @@ def test_recall_risk_line() -> None:
         "vtest_000: 3.0 people per keyframe (max 4, 2 keyframes), 50% of boxes within 1.25x"
     )
     assert "64 px size limit (input 1152)" in line and "check for missed boxes" in line
+
+
+def test_report_plots_detector_boxes_and_warns_at_the_limits(tmp_path: Path) -> None:
+    from avaforge.dataset_layout import DatasetLayout
+    from avaforge.report import detector_boxes, detector_warning, write_report
+    from tests.conftest import write_demo_dataset
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "img_00001.jpg"), np.full((576, 768, 3), 90, np.uint8))
+    root = write_demo_dataset(tmp_path / "ds", frames, {"train": ["a"], "val": ["b"]})
+    heights, scores = detector_boxes(DatasetLayout(root))
+    # every keyframe carries boxes scored 0.97, 0.91, 0.2 with heights 0.68, 0.79, 0.05 of 576 rows
+    assert sorted(set(np.round(heights, 2))) == [28.8, 391.68, 455.04]
+    assert np.mean(scores < 0.4) == pytest.approx(1 / 3)
+    page = write_report(root).read_text()
+    assert (root / "report" / "detector_boxes.png").stat().st_size > 0
+    assert "33% of the detector&#x27;s boxes score below 0.4" in page
+    assert detector_warning(np.array([0.9, 0.9, 0.9, 0.9, 0.3])) is None  # 20%: not more than the 20% limit
