@@ -11,8 +11,9 @@ import pytest
 
 from avaforge.archive import pack_dir
 from avaforge.detection import make_detector
-from avaforge.settings import DetectSettings
-from avaforge.stages.detect import Detections, detect_clip
+from avaforge.settings import DetectSettings, PipelineSettings
+from avaforge.stages.detect import Detections
+from avaforge.steps import detect_frames
 from avaforge.v1 import common_pb2, stages_pb2, stages_pb2_grpc
 from devstack.servers import free_port
 from services.common.convert import ref_to_proto
@@ -44,7 +45,7 @@ def test_detect_batch_matches_the_in_process_stage(detector, basketball_rawframe
     reply = stub.DetectBatch(
         stages_pb2.DetectBatchRequest(rawframes=rawframes, frames=frames, settings_json="{}")
     )
-    local = detect_clip(basketball_rawframes, frames, make_detector(DetectSettings()), 8)
+    local = detect_frames(basketball_rawframes, frames, make_detector(DetectSettings()), PipelineSettings())
     assert [f.frame for f in reply.frames] == frames
     stored = store.get(__import__("services.common.convert", fromlist=["x"]).ref_from_proto(reply.detections))
     assert stored == local.to_bytes()  # byte-identical to the embedded stage
