@@ -88,7 +88,7 @@ class ProposalSettings:
 
 @dataclass(frozen=True)
 class ViaSettings:
-    min_score: float = 0.1  # boxes pre-filled in the VIA project (at 0.5, 1 in 10 found people was left out)
+    min_score: float = 0.1  # boxes pre-filled in the VIA project (at 0.5, 1 in 7 found people was left out)
 
 
 @dataclass(frozen=True)
