@@ -3,7 +3,7 @@ recall and precision at IoU 0.5 on clear people, recall on hard ones, CPU ms per
 
 ``make bench-detect`` runs every configuration on every set; ``--sets`` / ``--configs`` pick a subset.
 A configuration is a fixed input size (``960``), tiles (``640t2x2``) or ``auto`` (the per-clip plan of
-``avaforge.detection.sizing``: a probe on 4 of the set's frames, as prepare does on a clip's rawframes).
+``avaforge.detection.sizing``: a probe on 8 of the set's frames, as prepare does on a clip's rawframes).
 """
 
 from __future__ import annotations

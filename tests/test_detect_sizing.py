@@ -23,9 +23,9 @@ S = DetectSettings(min_person_px=96.0, imgsz=640, max_imgsz=1280)  # fixed here,
 
 
 def test_plan_follows_the_small_people() -> None:
-    # vtest-like: 768x576, people 60-110 px; the 10th percentile of 60..110 step 1 is 65 px:
-    # 768 * 96 / 65 = 1134.2 -> next multiple of 32 = 1152
-    assert plan_input((576, 768), np.arange(60, 111.0), S) == InputPlan(1152)
+    # vtest-like: 768x576, people 60-110 px; the 5th percentile of 60..110 step 1 is 62.5 px:
+    # 768 * 96 / 62.5 = 1179.6 -> next multiple of 32 = 1184
+    assert plan_input((576, 768), np.arange(60, 111.0), S) == InputPlan(1184)
     # close-up 960x540, people 300 px: 960 * 96 / 300 = 307 -> at least imgsz (640)
     assert plan_input((540, 960), np.full(5, 300.0), S) == InputPlan(640)
     # 1440x1080 with people 130 px: 1440 * 96 / 130 = 1063.4 -> 1088, no tiles
