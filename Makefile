@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export YOLO_OFFLINE := 1
 
-.PHONY: install test lint format relock clean demo bench bench-train learning-check soak up down protos \
+.PHONY: install test lint format relock clean demo bench bench-train bench-detect bench-track learning-check soak up down \
+	protos \
 	k8s-validate k8s-manifests image-requirements images push-images image-cpu-local image-gpu-local
 
 install:  ## create .venv with everything pinned (apt ffmpeg, torch, mm stack, pipeline packages)
@@ -26,6 +27,12 @@ soak: install  ## 20 jobs on 2 detector workers, one SIGKILLed every 10-20 s, on
 
 bench-train: install  ## seconds per training iteration on CPU, tiny and SlowFast R50 presets
 	$(PY) benchmarks/bench_train.py --json benchmarks/last_train_run.json
+
+bench-detect: install  ## detector recall/precision/cost per input size on the hand-labelled frames (benchmarks/detect_labels)
+	$(PY) benchmarks/bench_detect.py --json benchmarks/last_detect_run.json
+
+bench-track: install  ## Deep SORT IDF1 and id switches on the MOT ground truth motmetrics ships, per tracker setting
+	$(PY) benchmarks/bench_track.py --json benchmarks/last_track_run.json
 
 learning-check: install  ## the tiny model overfits its training keyframes (also part of make test)
 	$(PY) -m pytest -q -s tests/test_learning_check.py

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from avaforge.detection import Detector
+from avaforge.detection import Detector, sizing
 from avaforge.formats.actions import ActionList
 from avaforge.formats.ava_csv import video_id_from_filename
 from avaforge.formats.proposals import Proposals
@@ -60,7 +60,8 @@ def detect_frames(
     s: PipelineSettings,
     progress: Progress = None,
 ) -> Detections:
-    return detect.detect_clip(rawframes, frame_numbers, detector, s.detect.batch, progress)
+    sized = sizing.sized_for_clip(detector, rawframes, s.detect)  # input size/tiles chosen per clip
+    return detect.detect_clip(rawframes, frame_numbers, sized, s.detect.batch, progress)
 
 
 def track_clip(
