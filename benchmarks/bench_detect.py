@@ -4,6 +4,8 @@ recall and precision at IoU 0.5 on clear people, recall on hard ones, CPU ms per
 ``make bench-detect`` runs every configuration on every set; ``--sets`` / ``--configs`` pick a subset.
 A configuration is a fixed input size (``960``), tiles (``640t2x2``) or ``auto`` (the per-clip plan of
 ``avaforge.detection.sizing``: a probe on 8 of the set's frames, as prepare does on a clip's rawframes).
+Besides the cost per frame, each row gives the detect stage's CPU time on a whole clip (``--clip-s``,
+vtest.avi's 79.5 s) at each tracking rate (``--rates``): frames detected x cost per frame, plus the probe.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from avaforge.detection import make_detector
 from avaforge.detection.sizing import InputPlan, SizedDetector, parse_tag, plan_input, probe_heights
 from avaforge.settings import DetectSettings, ViaSettings
+from avaforge.stages.detect import frames_to_detect
 from avaforge.tracking.metrics import hungarian
 from benchmarks.detect_frames import frames_for, label_sets
 
@@ -100,6 +103,9 @@ def main() -> None:
     ap.add_argument("--configs", nargs="*", default=["640", "960", "1088", "1280", "640t2x2", "auto"])
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    ap.add_argument("--clip-s", type=float, default=79.5, help="clip length for the stage cost (vtest.avi)")
+    ap.add_argument("--rates", type=float, nargs="*", default=[10.0, 5.0], help="tracking_fps for the cost")
+    ap.add_argument("--model", type=Path, default=None, help="another ONNX file (quantize_detector.py's)")
     args = ap.parse_args()
     settings = DetectSettings()
     detector = make_detector(replace(settings, auto_size=False))
@@ -109,7 +115,7 @@ def main() -> None:
     opts.intra_op_num_threads = args.threads
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     detector.session = ort.InferenceSession(  # type: ignore[attr-defined]
-        str(detector.model_path),  # type: ignore[attr-defined]
+        str(args.model or detector.model_path),  # type: ignore[attr-defined]
         opts,
         providers=["CPUExecutionProvider"],
     )
@@ -123,12 +129,28 @@ def main() -> None:
         images = [cv2.imread(str(p)) for p in paths.values()]
         labels = [spec["frames"][str(f)] for f in paths]
         for config in args.configs:
+            probe_s = 0.0
             if config == "auto":
                 probe = images[:: max(1, len(images) // settings.probe_frames)][: settings.probe_frames]
+                cpu = time.process_time()
                 plan = plan_input(images[0].shape[:2], probe_heights(detector, probe, settings), settings)
+                probe_s = time.process_time() - cpu
             else:
                 plan = parse_tag(config)
             r = {"set": name, "config": config, **evaluate(detector, images, labels, plan, min_scores)}
+            # the detect stage on a whole clip of --clip-s seconds at each tracking rate: frames detected
+            # (every 30/fps-th rawframe, keyframes included) x CPU per frame, plus the probe (once per clip)
+            r["probe_cpu_s"] = round(probe_s, 2)
+            r["stage_cpu_s"] = {
+                f"{fps:g}": round(
+                    len(frames_to_detect(round(30 * args.clip_s), fps, tuple(range(int(args.clip_s)))))
+                    * r["cpu_ms_per_frame"]
+                    / 1000
+                    + probe_s,
+                    1,
+                )
+                for fps in args.rates
+            }
             results.append(r)
             cols = " | ".join(
                 f"@{m:g} R {r[f'score>={m:g}']['recall']:.3f} P {r[f'score>={m:g}']['precision']:.3f} "
@@ -136,7 +158,8 @@ def main() -> None:
                 for m in min_scores
             )
             print(
-                f"{name:14s} {config:8s} {r['plan']:9s} {r['cpu_ms_per_frame']:7.1f} cpu ms | {cols}",
+                f"{name:14s} {config:8s} {r['plan']:9s} {r['cpu_ms_per_frame']:7.1f} cpu ms | {cols} | "
+                f"stage {r['stage_cpu_s']} cpu s",
                 flush=True,
             )
     if args.json:

@@ -35,8 +35,7 @@ def main() -> None:
         raw = 3 * int(frame) + 1
         if raw not in tracks.boxes:
             continue
-        shown = tracks.boxes[raw]
-        shown = shown[shown[:, 5] >= settings.via.min_score][:, 1:6]
+        shown = tracks.boxes[raw].with_min_score(settings.via.min_score).xyxy
         gt = np.array([r[:4] for r in rows], dtype=np.float64).reshape(-1, 4)
         pairs = hungarian(shown, gt, 0.5)
         tags = [rows[g][4] for _, g in pairs]
