@@ -53,14 +53,23 @@ def detect_batches(finfo: FramesInfo, s: PipelineSettings, size: int) -> list[li
     return detect.batches_of(frames_to_detect(finfo, s), size)
 
 
+def detect_plan(rawframes: Path, detector: Detector, s: PipelineSettings) -> str:
+    """The clip's detector input (size, tiles) as a tag, from a probe of a few of its frames: decided once
+    per clip, then given to every ``detect_frames`` call of the clip (the services share it between the
+    workers of a clip's batches, so hardware with other rounding cannot split a clip between two plans)."""
+    return sizing.plan_for_clip(detector, rawframes, s.detect).tag
+
+
 def detect_frames(
     rawframes: Path,
     frame_numbers: list[int],
     detector: Detector,
     s: PipelineSettings,
     progress: Progress = None,
+    plan: str | None = None,
 ) -> Detections:
-    sized = sizing.sized_for_clip(detector, rawframes, s.detect)  # input size/tiles chosen per clip
+    """People on ``frame_numbers`` at the clip's ``plan`` (``detect_plan``; None: decided here)."""
+    sized = sizing.SizedDetector(detector, sizing.parse_tag(plan or detect_plan(rawframes, detector, s)))
     return detect.detect_clip(rawframes, frame_numbers, sized, s.detect.batch, progress)
 
 

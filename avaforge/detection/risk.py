@@ -68,7 +68,7 @@ def recall_risk(
 def clip_risk_line(clip_id: str, finfo: FramesInfo, dets: Detections, s: PipelineSettings) -> str:
     """The line ``prepare`` prints per clip: boxes the VIA project pre-fills (score >= via.min_score)."""
     by_frame = dets.by_frame()
-    kf = [by_frame[keyframe_index(t)] for t in finfo.keyframe_seconds if keyframe_index(t) in by_frame]
+    kf = [by_frame[k].to_rows() for t in finfo.keyframe_seconds if (k := keyframe_index(t)) in by_frame]
     risk = recall_risk(
         kf, (finfo.height, finfo.width), dets.model_version, s.detect.min_person_px, s.via.min_score
     )

@@ -4,9 +4,10 @@ YOLO11n-pose finds almost nobody below about ``min_person_px`` of height in its 
 hand-labelled benchmark, ``make bench-detect``), so the size follows the people, not a constant: a probe runs
 the detector large on a few of the clip's frames, takes a low percentile of the person heights it finds, and
 picks the smallest input (multiple of 32) that lifts them above the threshold, between ``imgsz`` and
-``max_imgsz``. A source that would need more than ``max_imgsz`` is cut into overlapping tiles. The probe reads
-frames picked from the clip's rawframes folder by count alone, so every caller (each fan-out batch of a clip)
-makes the same choice, and the choice depends only on the frames and the detect settings (the cache key).
+``max_imgsz``. A source that would need more than ``max_imgsz`` is cut into overlapping tiles. The probe
+reads frames picked from the clip's rawframes folder by count alone, so the choice depends only on the frames
+and the detect settings (the cache key); it is made once per clip (``avaforge.steps.detect_plan``) and handed
+to every batch of the clip.
 """
 
 from __future__ import annotations
@@ -130,17 +131,6 @@ def probe_heights(base: Detector, images: list[np.ndarray], s: DetectSettings) -
         return np.zeros(0)
     boxes = SizedDetector(base, InputPlan(probe_size(images[0].shape[:2], s))).detect(images)
     return np.concatenate([b[:, 3] - b[:, 1] for b in boxes]) if boxes else np.zeros(0)
-
-
-_plans: dict[tuple[str, str, DetectSettings], InputPlan] = {}  # a process probes each clip once
-
-
-def sized_for_clip(base: Detector, frame_dir: Path, s: DetectSettings) -> SizedDetector:
-    """``base`` run at the clip's plan; its model version carries the plan (``<version>@<tag>``)."""
-    key = (str(Path(frame_dir).resolve()), base.model_version, s)
-    if key not in _plans:
-        _plans[key] = plan_for_clip(base, Path(frame_dir), s)
-    return SizedDetector(base, _plans[key])
 
 
 def plan_for_clip(base: Detector, frame_dir: Path, s: DetectSettings) -> InputPlan:
