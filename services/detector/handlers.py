@@ -63,8 +63,9 @@ async def shared_plan(ctx: Context, job: str, cid: str, rawframes: ArtifactRef, 
     CPU) whose probe might round to another size still run the clip at one size."""
     import nats.js.errors
 
-    # beside the clip's batch facts, under a key jobs.parts() skips (not a number)
-    key = jobs.fact(job, "detect", cid, 0).rsplit(".", 1)[0] + ".plan"
+    # apart from the stage's clip facts (<job>.detect.<clip>) and its fan-out parts
+    # (<job>.parts.detect.<clip>.<i>), which the gateway and the merge list by prefix
+    key = f"{job}.plans.detect.{cid}"
     found = await jobs.get(ctx.queue, key)
     if found is not None:
         return str(found["plan"])
