@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export YOLO_OFFLINE := 1
 
-.PHONY: install test lint format relock clean demo bench bench-annotate bench-train bench-scale learning-check soak up down protos \
+.PHONY: install test lint format relock clean demo bench bench-annotate bench-train bench-scale bench-detect \
+	bench-track learning-check soak up down protos \
 	k8s-validate k8s-manifests image-requirements images push-images image-cpu-local image-gpu-local
 
 install:  ## create .venv with everything pinned (apt ffmpeg, torch, mm stack, pipeline packages)
@@ -32,6 +33,12 @@ bench-train: install  ## seconds per training iteration on CPU, tiny and SlowFas
 
 bench-scale: install  ## detect-stage frames/s with 1 and 2 workers (thread budgets), ONNX Runtime vs Triton (not in CI)
 	$(PY) benchmarks/bench_scale.py --json benchmarks/last_scale_run.json
+
+bench-detect: install  ## detector recall/precision/cost per input size on the hand-labelled frames (benchmarks/detect_labels)
+	$(PY) benchmarks/bench_detect.py --json benchmarks/last_detect_run.json
+
+bench-track: install  ## Deep SORT IDF1 and id switches on the MOT ground truth motmetrics ships, per tracker setting
+	$(PY) benchmarks/bench_track.py --json benchmarks/last_track_run.json
 
 learning-check: install  ## the tiny model overfits its training keyframes (also part of make test)
 	$(PY) -m pytest -q -s tests/test_learning_check.py

@@ -49,6 +49,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     result = prepare(args.videos, ActionList.load(args.actions), args.out, _settings(args), bar=_tqdm_bar)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    for line in result.recall_risk:
+        print(f"recall risk: {line}")
     reused = f" ({len(result.reused)} finished stages reused)" if result.reused else ""
     print(f"prepared {len(result.clips)} clips in {result.workdir}{reused}")
     for archive in result.archives:

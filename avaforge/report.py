@@ -12,13 +12,53 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import cv2
 import matplotlib.pyplot as plt
+import numpy as np
 
 from avaforge.dataset_layout import SPLITS, DatasetLayout
 from avaforge.formats.ava_csv import read_rows
 from avaforge.formats.pbtxt import read_pbtxt
+from avaforge.formats.proposals import parse_key, read_proposals
 from avaforge.fsutil import atomic_write_bytes
 from avaforge.provenance import read_provenance
+
+# A detector box scored below WEAK_SCORE is a person the detector barely finds (small, blurred, occluded): its
+# neighbours of the same kind are likely missed. On the detection benchmark (make bench-detect), people found
+# near the network's size limit score 0.1-0.4; people well above it score 0.7-0.9.
+WEAK_SCORE = 0.4
+WEAK_SHARE = 0.2  # warn when this share of boxes is weak
+
+
+def detector_boxes(layout: DatasetLayout) -> tuple[np.ndarray, np.ndarray]:
+    """Heights (pixels) and scores of every proposal box of the dataset's keyframes."""
+    heights: list[float] = []
+    scores: list[float] = []
+    frame_h: dict[str, int] = {}
+    for split in SPLITS:
+        path = layout.proposals(split)
+        if not path.exists():
+            continue
+        for key, boxes in read_proposals(path).items():
+            video = parse_key(key)[0]
+            if video not in frame_h:
+                first = next(iter(sorted(layout.frame_dir(video).glob("*.jpg"))), None)
+                image = cv2.imread(str(first)) if first else None
+                frame_h[video] = image.shape[0] if image is not None else 1
+            heights += list((boxes[:, 3] - boxes[:, 1]) * frame_h[video])
+            scores += list(boxes[:, 4])
+    return np.array(heights), np.array(scores)
+
+
+def detector_warning(scores: np.ndarray) -> str | None:
+    weak = float(np.mean(scores < WEAK_SCORE)) if len(scores) else 0.0
+    if weak <= WEAK_SHARE:
+        return None
+    return (
+        f"warning: {100 * weak:.0f}% of the detector's boxes score below {WEAK_SCORE:g}: many people sit at "
+        "the detector's limits (small, occluded or blurred), so others like them were probably missed; check "
+        "the VIA projects for people without a box, or raise detect.min_person_px / max_imgsz"
+    )
 
 
 def _bar(ax: Any, labels: list[str], series: dict[str, list[int]], title: str) -> None:
@@ -109,6 +149,22 @@ def write_report(dataset: str | Path, extra: dict[str, Any] | None = None) -> Pa
             "and how many boxes in the VIA projects were labelled.",
         )
 
+    heights, scores = detector_boxes(layout)
+    if len(scores):
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+        axes[0].hist(heights, bins=30)
+        axes[0].set_title("detected box height (px)")
+        axes[1].hist(scores, bins=20, range=(0, 1))
+        axes[1].axvline(WEAK_SCORE, color="tab:red")
+        axes[1].set_title("detector score")
+        save(
+            fig,
+            "detector_boxes.png",
+            f"Heights and scores of the detector's boxes on the keyframes; boxes left of the red line "
+            f"(score < {WEAK_SCORE:g}) are people the detector barely finds.",
+        )
+    warning = detector_warning(scores)
+
     total = sum(len(r) for r in rows.values())
     top = per_class["train"] + per_class["val"]
     dominant = max(top.items(), key=lambda kv: kv[1]) if top else None
@@ -126,6 +182,8 @@ def write_report(dataset: str | Path, extra: dict[str, Any] | None = None) -> Pa
         )
     if sources.get("suggestion"):
         facts.append(f"{sources['suggestion']} boxes carry machine suggestions a person accepted")
+    if warning:
+        facts.append(warning)
     for key, value in (extra or {}).items():
         facts.append(f"{key}: {value}")
     body = "".join(f"<li>{html.escape(f)}</li>" for f in facts)

@@ -17,6 +17,7 @@ from pathlib import Path
 from avaforge import pipeline, steps
 from avaforge.detection import Detector, make_detector
 from avaforge.detection.model_files import file_digest, resolve_weights
+from avaforge.detection.risk import clip_risk_line
 from avaforge.formats.actions import ActionList
 from avaforge.formats.ava_csv import video_id_from_filename
 from avaforge.formats.errors import FormatError, read_bytes
@@ -49,6 +50,7 @@ class PrepareResult:
     archives: list[Path] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)  # "clip:stage" skipped because finished
     warnings: list[str] = field(default_factory=list)
+    recall_risk: list[str] = field(default_factory=list)  # per clip: people per keyframe, small boxes
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -221,6 +223,8 @@ def _prepare_clip(
                 f"({s.schedule.margin_start_s:g} s + {s.schedule.margin_end_s:g} s): "
                 "it has no labelled seconds"
             )
+    dets = Detections.load(paths.detections)
+    result.recall_risk.append(clip_risk_line(cid, finfo(), dets, s))
     result.clips.append(cid)
     result.projects.append(via_out.project)
     result.archives.append(via_out.archive)

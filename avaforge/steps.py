@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from avaforge.detection import Detector
+from avaforge.detection import Detector, sizing
 from avaforge.formats.actions import ActionList
 from avaforge.formats.ava_csv import video_id_from_filename
 from avaforge.formats.proposals import Proposals
@@ -48,14 +48,24 @@ def frames_to_detect(finfo: FramesInfo, s: PipelineSettings) -> list[int]:
     return detect.frames_to_detect(finfo.num_frames, s.detect.tracking_fps, finfo.keyframe_seconds)
 
 
+def detect_plan(rawframes: Path, detector: Detector, s: PipelineSettings) -> str:
+    """The clip's detector input (size, tiles) as a tag, from a probe of a few of its frames: decided once
+    per clip, then given to every ``detect_frames`` call of the clip (the services share it between the
+    workers of a clip's batches, so hardware with other rounding cannot split a clip between two plans)."""
+    return sizing.plan_for_clip(detector, rawframes, s.detect).tag
+
+
 def detect_frames(
     rawframes: Path,
     frame_numbers: list[int],
     detector: Detector,
     s: PipelineSettings,
     progress: Progress = None,
+    plan: str | None = None,
 ) -> Detections:
-    return detect.detect_clip(rawframes, frame_numbers, detector, s.detect.batch, progress)
+    """People on ``frame_numbers`` at the clip's ``plan`` (``detect_plan``; None: decided here)."""
+    sized = sizing.SizedDetector(detector, sizing.parse_tag(plan or detect_plan(rawframes, detector, s)))
+    return detect.detect_clip(rawframes, frame_numbers, sized, s.detect.batch, progress)
 
 
 def track_clip(

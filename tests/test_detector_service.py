@@ -10,8 +10,9 @@ import pytest
 
 from avaforge.archive import pack_dir
 from avaforge.detection import make_detector
-from avaforge.settings import DetectSettings
-from avaforge.stages.detect import Detections, detect_clip
+from avaforge.settings import DetectSettings, PipelineSettings
+from avaforge.stages.detect import Detections
+from avaforge.steps import detect_frames
 from avaforge.v1 import common_pb2, settings_pb2, stages_pb2, stages_pb2_grpc
 from devstack.servers import free_port
 from services.common.convert import ref_to_proto
@@ -42,7 +43,8 @@ def test_detect_batch_matches_the_in_process_stage(detector, people_rawframes: P
     stub, _, rawframes, _, store = detector
     frames = [1, 31, 61, 64]
     reply = stub.DetectBatch(stages_pb2.DetectBatchRequest(rawframes=rawframes, frames=frames))
-    local = detect_clip(people_rawframes, frames, make_detector(DetectSettings()), 8)
+    # the per-clip plan (input size from the probe) as the embedded runner composes it
+    local = detect_frames(people_rawframes, frames, make_detector(DetectSettings()), PipelineSettings())
     assert [f.frame for f in reply.frames] == frames
     stored = store.get(__import__("services.common.convert", fromlist=["x"]).ref_from_proto(reply.detections))
     assert stored == local.to_bytes()  # byte-identical to the embedded stage

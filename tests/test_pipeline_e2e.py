@@ -13,6 +13,7 @@ from avaforge.formats.actions import ActionList
 from avaforge.formats.ava_csv import read_rows
 from avaforge.formats.proposals import read_proposals
 from avaforge.formats.via3 import parse_project
+from avaforge.settings import PipelineSettings
 from avaforge.stages.frames import FramesInfo
 from avaforge.stages.track import Tracks
 from avaforge.validation import validate_dataset
@@ -59,7 +60,7 @@ def test_prepare_writes_clips_tracks_proposals_and_via(run, capsys) -> None:
             seconds=finfo.labelled_seconds,
         )
         for t in finfo.labelled_seconds:  # the VIA project round-trips to the tracked boxes and ids
-            shown = tracks.at_second(t).with_min_score(0.5)
+            shown = tracks.at_second(t).with_min_score(PipelineSettings().via.min_score)
             expected = sorted(
                 (int(i), *np.round(b, 2)) for i, b in zip(shown.tracked_ids, shown.xyxy, strict=True)
             )
@@ -103,7 +104,7 @@ def test_autolabel_import_build_gives_a_valid_dataset_mmaction2_loads(run, capsy
     assert {r.action_id for r in train + val} <= {1, 2}  # autolabel ticks stand / walk
     assert validate_dataset(data).ok
     report = data / "report"
-    assert (report / "index.html").exists() and len(list(report.glob("*.png"))) == 4
+    assert (report / "index.html").exists() and len(list(report.glob("*.png"))) == 5  # 4 + detector_boxes.png
     assert "machine-made" in (report / "index.html").read_text()
 
     ds = ava_dataset(layout, "val", person_det_score_thr=0.5)

@@ -36,8 +36,9 @@ def test_triton_backend_matches_onnx_runtime(triton, people_rawframes: Path, vid
     remote = make_detector(DetectSettings(backend="triton", triton_url=f"127.0.0.1:{triton.port}"))
     local = make_detector(DetectSettings(backend="onnx"))
     got, expected = remote.detect(frames), local.detect(frames)
-    # ONNX Runtime finds 42 people on these 10 keyframes (measured: 2, 2, 5, 4, 6, 5, 5, 4, 5, 4)
-    assert [len(b) for b in got] == [len(b) for b in expected] and sum(len(b) for b in got) >= 40
+    # ONNX Runtime finds 48 people on these 10 keyframes at the default conf 0.1 (measured: 2, 2, 6, 4, 8, 6,
+    # 5, 5, 5, 5; at the earlier default 0.25 it found 42)
+    assert [len(b) for b in got] == [len(b) for b in expected] and sum(len(b) for b in got) >= 46
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-3)
     assert remote.model_version == f"triton:person_detector:{file_digest(resolve_weights(None))[:16]}"
