@@ -175,6 +175,11 @@ def main() -> int:
                 **stack,
                 "AVAFORGE_CACHE_DIR": str(tmp / "detect-cache"),
                 "AVAFORGE_METRICS_PORT": "0",
+                # A kill every 10-20 s among 2 workers gives each ~30 s of life, and a 32-frame detect item
+                # takes 10-20 s on a loaded machine: 4 deliveries (the default) all lost to kills then happen
+                # by chance (the first 20-job run, at load 11, dead-lettered job 1's first detect item that
+                # way: each of its 4 holders SIGKILLed). 10 makes that negligible; a poison item still goes.
+                "AVAFORGE_MAX_DELIVER": "10",
             }
             workers = Workers(worker_env, state)
             client = GatewayClient(
