@@ -12,8 +12,8 @@ import pytest
 from avaforge.dataset_layout import DatasetLayout
 from avaforge.formats.actions import ActionList
 from avaforge.proto_convert import actions_from_proto, actions_to_proto, settings_from_proto
+from avaforge.provenance import PROVENANCE_FILE
 from avaforge.queue import RetryPolicy, WorkQueue
-from avaforge.report import PROVENANCE_FILE
 from avaforge.runner import autolabel_workdir, build, import_finished, prepare
 from avaforge.settings import PipelineSettings
 from avaforge.v1 import common_pb2, gateway_pb2, settings_pb2
