@@ -118,7 +118,7 @@ def _pod(store, work: Path) -> subprocess.Popen:  # type: ignore[no-untyped-def]
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "AVAFORGE_S3_ENDPOINT": store.endpoint,
+        "AVAFORGE_S3_ENDPOINT": f"http://{store.endpoint}",  # plaintext test server (bare = TLS)
         "AVAFORGE_S3_BUCKET": store.bucket,
         "AVAFORGE_S3_ACCESS_KEY": CREDS.access_key,
         "AVAFORGE_S3_SECRET_KEY": CREDS.secret_key,
