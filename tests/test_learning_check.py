@@ -25,7 +25,16 @@ def test_tiny_model_overfits_training_keyframes(tmp_path: Path, videos: Path, ca
         str(videos / "people_29.97fps_10s.mp4"),
         str(videos / "people_28fps_10s.mp4"),
     ]
-    assert main(["prepare", *inputs, "--actions", str(actions), "--out", str(work)]) == 0
+    # The boxes this check was calibrated on (the detector defaults before the recall work, issue 14: conf
+    # 0.25, VIA pre-fill from 0.5). It checks that labels, boxes and frames line up; with the new defaults
+    # (0.1 / 0.1) autolabel labels more, weaker boxes and the same 150 iterations reached 0.880 (CI,
+    # 2026-11-30), with these 0.984 as before.
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("detect:\n  conf: 0.25\nvia:\n  min_score: 0.5\n")
+    assert (
+        main(["prepare", *inputs, "--actions", str(actions), "--out", str(work), "--settings", str(settings)])
+        == 0
+    )
     assert main(["autolabel", str(work)]) == 0
     assert main(["import", str(work), *map(str, (work / "autolabel").glob("*.via3.json"))]) == 0
     assert main(["build", str(work), "--out", str(data)]) == 0
