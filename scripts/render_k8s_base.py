@@ -19,7 +19,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.common.catalog import DEPLOYABLES, METRICS_PORT, Deployable  # noqa: E402
+from services.common.catalog import (  # noqa: E402
+    CONTAINER_SECURITY,
+    DEPLOYABLES,
+    METRICS_PORT,
+    POD_SECURITY,
+    Deployable,
+)
 
 OUT = ROOT / "deploy" / "k8s" / "base" / "services.yaml"
 # Secrets the operator creates (README "Run on Kubernetes"; templates in deploy/k8s/secrets), never rendered
@@ -127,11 +133,7 @@ def container(d: Deployable) -> dict[str, Any]:
             "requests": {"cpu": cpu_req, "memory": mem_req},
             "limits": {"cpu": cpu_lim, "memory": mem_lim},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": CONTAINER_SECURITY,
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "cache", "mountPath": "/var/cache/avaforge"},
@@ -161,13 +163,7 @@ def deployment(d: Deployable) -> dict[str, Any]:
                     "serviceAccountName": "services",
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": GRACE_S.get(d.name, 45),
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "runAsGroup": 10001,
-                        "fsGroup": 10001,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": POD_SECURITY,
                     "containers": [container(d)],
                     "volumes": [
                         {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},

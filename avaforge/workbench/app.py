@@ -63,7 +63,7 @@ def action_keys(actions: ActionList) -> list[dict[str, Any]]:
     return [
         {
             "name": g.name,
-            "exclusive": bool(getattr(g, "exclusive", False)),
+            "exclusive": g.exclusive,
             "actions": [{"id": a.id, "name": a.name, "key": next(keys, "")} for a in g.actions],
         }
         for g in actions.groups
@@ -362,8 +362,7 @@ class LocalClips:
         return self.wd.root / "annotate" / "crops" / clip_id
 
     def review_path(self, clip_id: str) -> Path:
-        review = getattr(self.wd, "review_labels", None)  # Workdir.review_labels: wb-analysis's
-        return review(clip_id) if review else self.wd.root / "labels" / "review" / f"{clip_id}.json"
+        return self.wd.review_labels(clip_id)
 
     def publish(self, clip_id: str, labels: ClipLabels, review: bool) -> None:
         labels.save(self.review_path(clip_id) if review else self.wd.labels(clip_id))

@@ -224,7 +224,7 @@ def with_predictions(
             group = group_of.get(action_id)
             if group is None or score < threshold:
                 continue
-            if getattr(group, "exclusive", False):
+            if group.exclusive:
                 best[group.name] = max(best.get(group.name, (-1.0, 0)), (score, action_id))
             else:
                 picked.add(action_id)

@@ -71,7 +71,7 @@ def toggle_action(doc: Document, actions: ActionList, person: int, second: int, 
     if group is None:
         raise EditError(f"action id {action_id} is not in the action list")
     current = set(b.actions)
-    if getattr(group, "exclusive", False):
+    if group.exclusive:
         current -= {a.id for a in group.actions}
         current.add(action_id)
     else:

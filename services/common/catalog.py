@@ -72,3 +72,19 @@ def by_name(name: str) -> Deployable:
         if d.name == name:
             return d
     raise KeyError(name)
+
+
+# Every avaforge pod and container, services and training jobs alike (restricted Pod Security Standard):
+# a non-root user, the runtime's seccomp profile, no privilege escalation, a read-only root, no capabilities.
+POD_SECURITY: dict[str, object] = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY: dict[str, object] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}

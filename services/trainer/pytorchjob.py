@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from services.common.catalog import CONTAINER_SECURITY, POD_SECURITY
+
 LAUNCHERS = ("process", "pytorchjob")
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 # The S3 settings the pods need, passed on from the trainer's own environment (its ConfigMap's name is
@@ -113,13 +115,7 @@ def _pod_template(job_id: str, d: TrainingDeployment) -> dict[str, Any]:
     }
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "runAsGroup": 10001,
-            "fsGroup": 10001,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": POD_SECURITY,
         "containers": [
             {
                 "name": "pytorch",  # the operator finds its container by this name
@@ -129,11 +125,7 @@ def _pod_template(job_id: str, d: TrainingDeployment) -> dict[str, Any]:
                 "env": env,
                 "ports": [{"name": "pytorchjob-port", "containerPort": MASTER_PORT, "protocol": "TCP"}],
                 "resources": resources,
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "capabilities": {"drop": ["ALL"]},
-                },
+                "securityContext": CONTAINER_SECURITY,
                 "volumeMounts": [
                     {"name": "tmp", "mountPath": "/tmp"},
                     {"name": "work", "mountPath": WORK},
