@@ -52,6 +52,20 @@ def test_local_concurrent_saves_on_one_base_give_one_revision(tmp_path: Path) ->
     assert store.head("clip-a") == 1 and len(store.history("clip-a")) == 1
 
 
+def test_local_head_follows_saves_of_another_process(tmp_path: Path) -> None:
+    """The head is remembered and only later revisions are looked for: one made by another writer of the
+    folder (a second ``avaforge annotate`` on it) is still seen, and a save on the old head conflicts."""
+    ours, theirs = LocalRevisions(tmp_path / "revisions"), LocalRevisions(tmp_path / "revisions")
+    ours.save("clip-a", 0, b"1", "a", "x")
+    assert ours.head("clip-a") == 1
+    theirs.save("clip-a", 1, b"2", "b", "x")
+    theirs.save("clip-a", 2, b"3", "b", "x")
+    with pytest.raises(Conflict) as err:
+        ours.save("clip-a", 1, b"stale", "a", "x")  # ours last saw revision 1
+    assert err.value.head == 3
+    assert ours.head("clip-a") == 3 and ours.read("clip-a", 3) == b"3"
+
+
 @pytest.mark.slow
 def test_s3_revisions(s3) -> None:  # type: ignore[no-untyped-def]
     _, store = s3

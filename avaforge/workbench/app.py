@@ -29,8 +29,10 @@ from avaforge.formats.actions import ActionList
 from avaforge.formats.errors import FormatError
 from avaforge.formats.timeline import keyframe_index, rawframe_name
 from avaforge.stages.via_import import ClipLabels
+from avaforge.workbench import agreement
 from avaforge.workbench.document import Document
 from avaforge.workbench.edits import EditError, apply_edit
+from avaforge.workbench.lint import lint
 from avaforge.workbench.revisions import Conflict, RevisionStore, UnknownRevision
 
 STATIC = Path(__file__).with_name("static")
@@ -126,12 +128,20 @@ def create_app(
     def stream(clip_id: str) -> str:
         return f"{clip_id}.review" if cfg.review else clip_id
 
+    # The newest document of each stream, parsed once: a save puts its document here, a read checks only
+    # the head (another process may have saved) before using it; a revision's bytes never change.
+    parsed: dict[str, tuple[int, Document]] = {}
+
     def current(clip_id: str) -> tuple[int, Document]:
         s = stream(clip_id)
         head = cfg.revisions.head(s)
         if head == 0:
             return 0, cfg.clips.initial_document(clip_id)
-        return head, Document.from_bytes(cfg.revisions.read(s, head), f"{s} revision {head}", action_ids)
+        known = parsed.get(s)
+        if known is None or known[0] != head:
+            doc = Document.from_bytes(cfg.revisions.read(s, head), f"{s} revision {head}", action_ids)
+            known = parsed[s] = (head, doc)
+        return known
 
     frame_counts: dict[str, int] = {}  # a clip's rawframes never change while it is served
 
@@ -145,8 +155,16 @@ def create_app(
             info = cfg.revisions.save(stream(clip_id), base, doc.to_bytes(), who, edit)
         except Conflict as exc:
             raise HTTPException(409, {"message": str(exc), "head": exc.head}) from None
+        parsed[stream(clip_id)] = (info.revision, doc)
         cfg.clips.publish(clip_id, doc.to_labels(), cfg.review)
-        return {"revision": info.revision, "document": doc.to_dict()}
+        # the lint panel's list comes with the save: the page needs no second request after each key
+        return {"revision": info.revision, "document": doc.to_dict(), "lint": lint_list(doc)}
+
+    def lint_list(doc: Document) -> list[dict[str, Any]]:
+        return [
+            {"kind": i.kind, "person": i.person_id, "second": i.second, "message": i.message}
+            for i in lint(doc.as_labelled(), actions, doc.frame_size)
+        ]
 
     @app.get("/api/config")
     def config(who: str = Depends(principal)) -> dict[str, Any]:
@@ -229,23 +247,11 @@ def create_app(
     @app.get("/api/clips/{clip_id}/lint")
     def lint_clip(clip_id: str, who: str = Depends(principal)) -> list[dict[str, Any]]:
         """Boxes without labels, exclusive groups violated, boxes outside the frame or tiny."""
-        try:
-            from avaforge.workbench.lint import lint
-        except ImportError:
-            raise HTTPException(501, "lint is not part of this build") from None
-        _, doc = current(clip(clip_id))
-        return [
-            {"kind": i.kind, "person": i.person_id, "second": i.second, "message": i.message}
-            for i in lint(doc.as_labelled(), actions, doc.frame_size)
-        ]
+        return lint_list(current(clip(clip_id))[1])
 
     @app.get("/api/clips/{clip_id}/disagreements")
     def disagreements(clip_id: str, who: str = Depends(principal)) -> dict[str, Any]:
         """The annotator's and the reviewer's labels side by side: agreement and the disagreements."""
-        try:
-            from avaforge.workbench.agreement import agreement, disagreements
-        except ImportError:
-            raise HTTPException(501, "agreement is not part of this build") from None
         clip(clip_id)
         docs = []
         for s in (clip_id, f"{clip_id}.review"):
@@ -256,8 +262,8 @@ def create_app(
         a, b = docs
         return {
             "reviewed": True,
-            "agreement": agreement(a, b, actions).to_dict(),
-            "disagreements": [d.to_dict() for d in disagreements(a, b, actions)],
+            "agreement": agreement.agreement(a, b, actions).to_dict(),
+            "disagreements": [d.to_dict() for d in agreement.disagreements(a, b, actions)],
         }
 
     @app.exception_handler(FormatError)

@@ -80,16 +80,25 @@ class LocalRevisions:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._lock = threading.Lock()
+        self._heads: dict[str, int] = {}
 
     def _dir(self, stream: str) -> Path:
         return self.root / check_stream(stream)
 
     def head(self, stream: str) -> int:
+        """The newest revision: revisions are never removed, so the last head seen is a lower bound and
+        only the revisions after it are looked for (one ``stat`` when nobody else saved), not the folder."""
         folder = self._dir(stream)
-        if not folder.is_dir():
-            return 0
-        nums = [int(p.name[1:7]) for p in folder.glob("r[0-9][0-9][0-9][0-9][0-9][0-9].json")]
-        return max(nums, default=0)
+        head = self._heads.get(stream)
+        if head is None:
+            if not folder.is_dir():
+                return 0
+            nums = [int(p.name[1:7]) for p in folder.glob("r[0-9][0-9][0-9][0-9][0-9][0-9].json")]
+            head = max(nums, default=0)
+        while (folder / _name(head + 1)).is_file():
+            head += 1
+        self._heads[stream] = head
+        return head
 
     def read(self, stream: str, revision: int) -> bytes:
         path = self._dir(stream) / _name(revision)

@@ -43,5 +43,6 @@ export function loadImage(img, url) {
   }
   fetch(url, { headers })
     .then((r) => r.blob())
-    .then((b) => (img.src = URL.createObjectURL(b)));
+    .then((b) => (img.src = URL.createObjectURL(b)))
+    .catch(() => img.dispatchEvent(new Event("error"))); // as a failed <img src> would
 }

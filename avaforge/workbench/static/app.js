@@ -109,8 +109,8 @@ function applied(result) {
   const option = $("#clip").selectedOptions[0];
   const labelled = state.doc.boxes.filter((b) => b.actions.length).length;
   if (option) option.textContent = `${state.clipId} (${labelled}/${state.doc.boxes.length} labelled)`;
+  showLint(result.lint); // a save answers with the clip's lint list
   render();
-  refreshLint();
 }
 
 function edit(op, after) {
@@ -151,6 +151,7 @@ function redo() {
 
 async function loadClip(clipId) {
   state.clipId = clipId;
+  thumbnails.clear();
   const result = await api("GET", `/api/clips/${encodeURIComponent(clipId)}`);
   state.revision = result.revision;
   state.doc = result.document;
@@ -169,11 +170,18 @@ async function loadClip(clipId) {
 }
 
 async function refreshLint() {
+  let issues = [];
   try {
-    state.lint = await api("GET", `/api/clips/${encodeURIComponent(state.clipId)}/lint`);
+    issues = await api("GET", `/api/clips/${encodeURIComponent(state.clipId)}/lint`);
   } catch (err) {
-    state.lint = [];
+    // the panel stays empty; the grid still works
   }
+  showLint(issues);
+  renderGrid();
+}
+
+function showLint(issues) {
+  state.lint = issues;
   $("#lint-count").textContent = `(${state.lint.length})`;
   const ul = $("#lint");
   ul.replaceChildren(
@@ -184,7 +192,6 @@ async function refreshLint() {
       return li;
     }),
   );
-  renderGrid();
 }
 
 async function refreshAdjudication() {
@@ -235,6 +242,23 @@ function renderSelection() {
     b && b.suggested.length ? `suggestion (a accepts): ${names(b.suggested)}` : "";
 }
 
+// Thumbnails by URL (person, second, box): a re-render after a save reuses the decoded images instead of
+// making ~40 new <img> elements that the browser fetches and decodes again.
+const thumbnails = new Map();
+
+function thumbnail(person, second, box) {
+  const url = `api/clips/${encodeURIComponent(state.clipId)}/crops/${person}/${second}?v=${box.join(",")}`;
+  let img = thumbnails.get(url);
+  if (!img) {
+    img = document.createElement("img");
+    img.loading = "lazy";
+    img.alt = `person ${person} at ${second} s`;
+    loadImage(img, url);
+    thumbnails.set(url, img);
+  }
+  return img;
+}
+
 function renderGrid() {
   if (!state.doc) return;
   const table = $("#grid");
@@ -262,10 +286,7 @@ function renderGrid() {
       if (!b) {
         td.classList.add("nobox");
       } else {
-        const img = document.createElement("img");
-        img.loading = "lazy";
-        img.alt = `person ${p} at ${s} s`;
-        loadImage(img, `api/clips/${encodeURIComponent(state.clipId)}/crops/${p}/${s}?v=${b.box.join(",")}`);
+        const img = thumbnail(p, s, b.box);
         const labels = document.createElement("div");
         labels.className = "labels";
         labels.dataset.actions = b.actions.join(",");
@@ -451,7 +472,8 @@ function renderCommands() {
 async function main() {
   const hash = new URLSearchParams(location.hash.slice(1));
   if (hash.get("token")) setToken(hash.get("token"));
-  state.config = await api("GET", "/api/config");
+  const [config, clips] = await Promise.all([api("GET", "/api/config"), api("GET", "/api/clips")]);
+  state.config = config;
   for (const g of state.config.groups) {
     for (const a of g.actions) {
       state.actionByKey.set(a.key, a.id);
@@ -462,7 +484,6 @@ async function main() {
     ? `review pass · ${state.config.annotator}`
     : `annotator · ${state.config.annotator}`;
   renderCommands();
-  const clips = await api("GET", "/api/clips");
   const sel = $("#clip");
   sel.replaceChildren(
     ...clips.map((c) => {

@@ -9,13 +9,16 @@ const FPS = 30;
 const HALF = 45; // frames: 1.5 s each side of the keyframe
 const MAX_WIDTH = 640;
 const HANDLE = 10; // px on the canvas: the resize corner
+const LOADING = 3; // frame requests in flight, of the browser's 6 connections to the server
 
 export class Player {
   constructor(canvas, { onSelect, onMove, onDraw }) {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d");
     this.cb = { onSelect, onMove, onDraw };
-    this.cache = new Map(); // frame number -> HTMLImageElement (or a pending promise)
+    this.cache = new Map(); // "<clip>/<frame>" -> HTMLImageElement (loaded or loading)
+    this.wanted = []; // frames of the shown window not yet asked for
+    this.loading = 0;
     this.playing = true;
     this.drawing = false;
     this.drag = null;
@@ -42,16 +45,35 @@ export class Player {
       this.first = Math.max(1, this.key - HALF);
       this.last = Math.min(doc.num_frames, this.key + HALF);
       this.start = performance.now();
-      for (let f = this.first; f <= this.last; f++) this.load(f);
+      // the keyframe first (what is labelled), then the loop in playing order
+      this.wanted = [this.key];
+      for (let f = this.first; f <= this.last; f++) if (f !== this.key) this.wanted.push(f);
+      this.pump();
     }
     this.paint();
   }
 
-  load(frame) {
-    if (this.cache.has(`${this.clipId}/${frame}`)) return;
-    const img = new Image();
-    this.cache.set(`${this.clipId}/${frame}`, img);
-    loadImage(img, `api/clips/${encodeURIComponent(this.clipId)}/frames/${frame}`);
+  // At most LOADING frame requests at a time: the browser opens 6 connections to a host, and a save sent
+  // while 90 frames are queued would wait behind them. A new selection replaces the frames still wanted.
+  pump() {
+    while (this.loading < LOADING && this.wanted.length) {
+      const frame = this.wanted.shift();
+      const key = `${this.clipId}/${frame}`;
+      if (this.cache.has(key)) continue;
+      const img = new Image();
+      this.cache.set(key, img);
+      this.loading += 1;
+      const done = () => {
+        this.loading -= 1;
+        this.pump();
+      };
+      img.onload = done;
+      img.onerror = () => {
+        this.cache.delete(key); // asked again the next time its second is shown
+        done();
+      };
+      loadImage(img, `api/clips/${encodeURIComponent(this.clipId)}/frames/${frame}`);
+    }
   }
 
   frameNow() {
@@ -86,9 +108,13 @@ export class Player {
   paint() {
     if (!this.doc || this.key === undefined) return;
     const frame = this.frameNow();
-    const img = this.cache.get(`${this.clipId}/${frame}`);
+    const ready = (f) => {
+      const im = this.cache.get(`${this.clipId}/${f}`);
+      return im && im.complete && im.naturalWidth ? im : null;
+    };
+    const img = ready(frame) || ready(this.key); // the keyframe stands in while the loop still loads
     const ctx = this.ctx;
-    if (img && img.complete && img.naturalWidth) {
+    if (img) {
       ctx.drawImage(img, 0, 0, this.canvas.width, this.canvas.height);
     } else {
       ctx.fillStyle = "#000";
