@@ -3,6 +3,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from avaforge.formats.errors import FormatError
 from avaforge.formats.proposals import check_array, dumps, read_proposals, write_proposals
@@ -86,8 +88,11 @@ def test_keyframe_schedule_of_a_10s_clip() -> None:
     assert sched.labelled_seconds == [2, 3, 4, 5, 6, 7, 8]  # the seed's included timestamps 02..08
     assert sched.keyframes()[2] == 61 == keyframe_index(2)  # 30 * 2 + 1
     assert KeyframeSchedule(301).keyframe_seconds[-1] == 10  # frame 301 = 30 * 10 + 1 exists
-    # margins of 1 s at both ends: seconds 1 .. 10 - 1
-    assert KeyframeSchedule(300, 1, 1).labelled_seconds == list(range(1, 10))
+    # margins of 1 s at both ends allow seconds 1 .. 10 - 1, but second 9's sampling window ends at frame
+    # 30 * 9 + 32 = 302 > 300 (sample_window): training could not read it, so it is not labelled
+    assert KeyframeSchedule(300, 1, 1).labelled_seconds == list(range(1, 9))
+    assert KeyframeSchedule(302, 1, 1).labelled_seconds == list(range(1, 10))  # frame 302 exists
+    assert KeyframeSchedule(300, 0, 0).labelled_seconds == list(range(0, 9))
 
 
 def test_clip_shorter_than_margins_has_no_labelled_seconds() -> None:
@@ -115,3 +120,19 @@ def test_included_timestamps(tmp_path: Path) -> None:
     write_included_timestamps(tmp_path / "i.txt", [3, 2, 8, 2])
     assert (tmp_path / "i.txt").read_text() == "0002\n0003\n0008\n"
     assert read_included_timestamps(tmp_path / "i.txt") == [2, 3, 8]
+
+
+@given(
+    num_frames=st.integers(1, 2000),
+    margin_start=st.floats(0, 3, allow_nan=False),
+    margin_end=st.floats(0, 3, allow_nan=False),
+)
+def test_every_labelled_second_has_its_whole_sampling_window(
+    num_frames: int, margin_start: float, margin_end: float
+) -> None:
+    """Whatever the margins, the frames training reads for a labelled second exist (the dataset validator's
+    ``rawframes-window`` check): a short end margin once labelled a last second whose window ran past the
+    clip."""
+    for t in KeyframeSchedule(num_frames, margin_start, margin_end).labelled_seconds:
+        window = sample_window(t)
+        assert window[0] >= 1 and window[-1] <= num_frames

@@ -44,8 +44,9 @@ def rawframe_relpath(video_id: str, frame: int) -> str:
 class KeyframeSchedule:
     """Which seconds of a clip of ``num_frames`` (at 30 fps) have keyframes and which get labels.
 
-    A second t is labelled when ``margin_start <= t`` and ``t + margin_end <= duration``: the model samples
-    about +-1 s of context around a keyframe, so the first and last seconds are context only. A clip shorter
+    A second t is labelled when ``margin_start <= t``, ``t + margin_end <= duration`` and its sampling window
+    lies in the clip: the model samples about +-1 s of context around a keyframe, so the first and last
+    seconds are context only. A clip shorter
     than the two margins has no labelled seconds (``labelled_seconds`` is empty; callers report it).
     """
 
@@ -70,9 +71,16 @@ class KeyframeSchedule:
 
     @property
     def labelled_seconds(self) -> list[int]:
+        """Also whatever the margins say, a second is labelled only when the frames mmaction2 samples for it
+        exist (``sample_window``'s last frame is keyframe + 31): with ``margin_end_s`` under ~1.07 s the last
+        second would otherwise get a window that runs past the clip, which training cannot read."""
         first = math.ceil(self.margin_start_s - 1e-9)
         return [
-            t for t in self.keyframe_seconds if t >= first and t + self.margin_end_s <= self.duration_s + 1e-9
+            t
+            for t in self.keyframe_seconds
+            if t >= first
+            and t + self.margin_end_s <= self.duration_s + 1e-9
+            and sample_window(t)[-1] <= self.num_frames
         ]
 
     def keyframes(self) -> dict[int, int]:
