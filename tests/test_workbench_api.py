@@ -189,7 +189,6 @@ def test_annotate_command_serves_on_loopback_and_names_a_bad_folder(work: Path, 
 
 
 def test_lint_and_the_review_disagreements(work: Path) -> None:
-    pytest.importorskip("avaforge.workbench.agreement")  # wb-analysis's lint and agreement (merged first)
     cid = clip_id(work)
     annotator = TestClient(local_app(work, annotator="ann"))
     reviewer = TestClient(local_app(work, annotator="rev", review=True))
@@ -203,7 +202,11 @@ def test_lint_and_the_review_disagreements(work: Path) -> None:
         for rev, b in enumerate(boxes):
             action = 2 if differ and b is boxes[0] else 1  # the reviewer disagrees on the first box only
             op = {"op": "toggle_action", "person": b["person"], "second": b["second"], "action": action}
-            assert client.post(f"/api/clips/{cid}/edits", json={"base": rev, "op": op}).status_code == 200
+            saved = client.post(f"/api/clips/{cid}/edits", json={"base": rev, "op": op})
+            assert saved.status_code == 200
+            # each save answers with the clip's lint list (the page shows it without asking again)
+            assert saved.json()["lint"] == client.get(f"/api/clips/{cid}/lint").json()
+            assert len([i for i in saved.json()["lint"] if i["kind"] == "unlabelled"]) == len(boxes) - rev - 1
     assert not [i for i in annotator.get(f"/api/clips/{cid}/lint").json() if i["kind"] == "unlabelled"]
     got = annotator.get(f"/api/clips/{cid}/disagreements").json()
     assert got["reviewed"] and got["agreement"]["matched"] == len(boxes)
