@@ -1,5 +1,6 @@
 """The revision stores: the same behaviour from the local folder and from a real S3 server (conftest's
-SeaweedFS): numbered revisions, exact reads, a stale base conflicts, history, stream names checked."""
+SeaweedFS): numbered revisions, exact reads, a stale base conflicts, history, stream names checked; two
+S3Revisions over separate clients (two annotate replicas) racing on one base give one revision."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from avaforge.workbench.revisions import Conflict, LocalRevisions, S3Revisions, UnknownRevision
+from avaforge.storage import S3Store
+from avaforge.workbench.revisions import (
+    Conflict,
+    LocalRevisions,
+    S3Revisions,
+    UnknownRevision,
+    delete_prefix,
+    job_prefix,
+)
 
 
 def exercise(store) -> None:  # type: ignore[no-untyped-def]
@@ -56,3 +65,50 @@ def test_local_concurrent_saves_on_one_base_give_one_revision(tmp_path: Path) ->
 def test_s3_revisions(s3) -> None:  # type: ignore[no-untyped-def]
     _, store = s3
     exercise(S3Revisions(store, "annotate/job-1"))
+
+
+def race(stores: list[S3Revisions], base: int, tag: str) -> list[object]:
+    """Every store saves on ``base`` at the same moment (a barrier); what each got (RevisionInfo/Conflict)."""
+    barrier = threading.Barrier(len(stores))
+    results: list[object] = [None] * len(stores)
+
+    def save(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = stores[i].save("clip-a", base, f"{tag} from {i}".encode(), f"r{i}", "x")
+        except Conflict as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.mark.slow
+def test_s3_replicas_racing_on_one_base_give_one_revision_never_an_overwrite(s3) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import CREDS
+
+    _, store = s3
+
+    def replica() -> S3Revisions:  # its own S3 client and its own in-process lock, as another pod has
+        return S3Revisions(
+            S3Store(store.endpoint, CREDS.access_key, CREDS.secret_key, store.bucket), job_prefix("job-race")
+        )
+
+    replicas = [replica() for _ in range(4)]
+    for base in range(10):  # 10 rounds: each starts on the revision the last round's winner saved
+        results = race(replicas, base, f"round {base}")
+        winners = [(i, r) for i, r in enumerate(results) if not isinstance(r, Conflict)]
+        assert len(winners) == 1, results
+        (i, info), *_ = winners
+        assert info.revision == base + 1
+        assert all(r.head == base + 1 for r in results if isinstance(r, Conflict))
+        # the revision holds the winner's bytes, as every replica reads it
+        assert {r.read("clip-a", base + 1) for r in replicas} == {f"round {base} from {i}".encode()}
+    history = replicas[0].history("clip-a")
+    assert [h.revision for h in history] == list(range(1, 11)) and all(h.edit == "x" for h in history)
+    assert delete_prefix(store, job_prefix("job-race")) == 20  # 10 revisions + their 10 history entries
+    assert replicas[1].head("clip-a") == 0

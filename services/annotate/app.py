@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from avaforge.storage import ArtifactStore
 from avaforge.workbench.app import STATIC, create_app
-from avaforge.workbench.revisions import S3Revisions
+from avaforge.workbench.revisions import S3Revisions, job_prefix
 from services.annotate.clips import JobClips
 from services.common import jobs
 from services.common.artifacts import LocalCache
@@ -34,7 +34,6 @@ from services.common.auth import LOCAL, Principal, Tokens
 
 JOB_PATH = re.compile(r"^/jobs/([0-9a-f]{12})(/.*)?$")  # the gateway's job ids: uuid4 hex[:12]
 MAX_APPS = 32  # per-job apps kept (each holds its clips' facts); the least recently used goes first
-REVISIONS_PREFIX = "annotate"  # revisions at <bucket>/annotate/<job>/<clip>/r000001.json ...
 
 
 class AnnotateService:
@@ -65,7 +64,7 @@ class AnnotateService:
             self._apps.move_to_end(job)
             return self._apps[job]
         clips = JobClips(self.queue, self.store, self.cache, spec, asyncio.get_running_loop())
-        revisions = S3Revisions(self.store, f"{REVISIONS_PREFIX}/{job}")
+        revisions = S3Revisions(self.store, job_prefix(job))  # <bucket>/annotate/<job>/<clip>/r000001.json
         app = create_app(clips, revisions, annotator=LOCAL.name, authenticate=self._authenticate)
         self._apps[job] = app
         while len(self._apps) > MAX_APPS:
