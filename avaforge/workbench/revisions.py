@@ -161,7 +161,7 @@ class S3Revisions:
         objs = self.store._call(
             prefix, lambda: list(self.store.client.list_objects(self.store.bucket, prefix=prefix))
         )
-        return sorted(o.object_name for o in objs)
+        return sorted(o.object_name for o in objs if not o.is_dir)  # SeaweedFS lists emptied folders
 
     def _get(self, key: str) -> bytes:
         def read() -> bytes:
