@@ -112,3 +112,34 @@ def test_s3_replicas_racing_on_one_base_give_one_revision_never_an_overwrite(s3)
     assert [h.revision for h in history] == list(range(1, 11)) and all(h.edit == "x" for h in history)
     assert delete_prefix(store, job_prefix("job-race")) == 20  # 10 revisions + their 10 history entries
     assert replicas[1].head("clip-a") == 0
+
+
+class HeaderDroppingClient:
+    """A fake for the one fault SeaweedFS cannot show: an S3 server that ignores ``If-None-Match``. It passes
+    every call to the real client, but sends conditional PUTs without the header."""
+
+    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+        self._client = client
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._client, name)
+
+    def _put_object(self, bucket, key, data, headers=None, **kw):  # type: ignore[no-untyped-def]
+        headers = {k: v for k, v in (headers or {}).items() if k.lower() != "if-none-match"}
+        return self._client._put_object(bucket, key, data, headers=headers, **kw)
+
+
+@pytest.mark.slow
+def test_s3_revisions_refuse_to_save_where_the_server_ignores_conditional_writes(s3) -> None:  # type: ignore[no-untyped-def]
+    from avaforge.workbench.revisions import ConditionalWritesUnsupported
+    from tests.conftest import CREDS
+
+    _, store = s3
+    ignoring = S3Store(store.endpoint, CREDS.access_key, CREDS.secret_key, store.bucket)
+    ignoring.client = HeaderDroppingClient(ignoring.client)
+    revisions = S3Revisions(ignoring, job_prefix("job-ignoring"))
+    with pytest.raises(ConditionalWritesUnsupported, match="ignores If-None-Match"):
+        revisions.save("clip-a", 0, b"{}", "kim", "x")
+    assert revisions.head("clip-a") == 0
+    listed = store.client.list_objects(store.bucket, prefix=job_prefix("job-ignoring") + "/", recursive=True)
+    assert [o.object_name for o in listed] == []  # the probe removed its key

@@ -34,7 +34,12 @@ from avaforge.stages.via_import import ClipLabels
 from avaforge.workbench.assignments import Assignment, AssignmentError, Assignments, Role, role
 from avaforge.workbench.document import Document
 from avaforge.workbench.edits import EditError, apply_edit
-from avaforge.workbench.revisions import Conflict, RevisionStore, UnknownRevision
+from avaforge.workbench.revisions import (
+    ConditionalWritesUnsupported,
+    Conflict,
+    RevisionStore,
+    UnknownRevision,
+)
 
 STATIC = Path(__file__).with_name("static")
 FRAME_CACHE = "private, max-age=86400"  # rawframes of a prepared clip never change under the same URL
@@ -367,6 +372,10 @@ def create_app(
     @app.exception_handler(FormatError)
     def format_error(_request: Request, exc: FormatError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(ConditionalWritesUnsupported)
+    def unsafe_store(_request: Request, exc: ConditionalWritesUnsupported) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)  # the deployment's S3 to fix
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
