@@ -162,13 +162,14 @@ def create_app(
 
     def writable(clip_id: str, who: Caller) -> str:
         """The stream ``who`` saves to, or 403 when the clip is not theirs to label or review."""
-        if role_of(clip_id, who) is None:
+        mine = role_of(clip_id, who)  # one read of the assignments
+        if mine is None:
             a = assigned(clip_id)
             whose = f"{a.annotator}'s (reviewer: {a.reviewer or 'none'})" if a else "the job owner's"
             raise HTTPException(
                 403, f"{who.name} may not save clip {clip_id!r}: it is {whose}; ask the owner to assign it"
             )
-        return stream(clip_id, who)
+        return f"{clip_id}.review" if mine == "reviewer" else clip_id
 
     def current(clip_id: str, s: str | None = None) -> tuple[int, Document]:
         """The newest document of stream ``s`` (default: the clip's labels)."""
