@@ -311,7 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workdir")
     p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
     p.add_argument("--annotator", default="annotator", help="your name, recorded with each revision")
-    p.add_argument("--review", action="store_true", help="a second annotator's review pass over the clips")
+    p.add_argument(
+        "--review",
+        action="store_true",
+        help="act as the reviewer: your saves are the review pass of every clip with no other reviewer",
+    )
     p.add_argument(
         "--checkpoint", help="a trained model (avaforge train): its predictions become the suggestions"
     )

@@ -148,7 +148,7 @@ def deployment(d: Deployable) -> dict[str, Any]:
         "kind": "Deployment",
         "metadata": {"name": d.name, "labels": labels(d)},
         "spec": {
-            "replicas": 1,
+            "replicas": d.replicas,
             "revisionHistoryLimit": 3,
             "selector": {"matchLabels": selector(d)},
             "template": {

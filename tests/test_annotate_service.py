@@ -2,7 +2,8 @@
 with the test TLS and tokens): a job prepared through the services is served to its owner over HTTPS (the
 clip's document and its rawframes, byte for byte); no token is 401, another principal's job is 404 exactly as
 an unknown one; saved labels become the job's labels, and the gateway's build makes a dataset whose train/val
-rows are exactly those labels."""
+rows are exactly those labels; a clip the owner assigns is saved by its annotator alone, its reviewer's pass
+goes into the dataset report's agreement."""
 
 from __future__ import annotations
 
@@ -17,12 +18,16 @@ from typing import Any
 import pytest
 
 from avaforge.dataset_layout import DatasetLayout
+from avaforge.formats.actions import ActionList
 from avaforge.formats.ava_csv import read_rows
 from avaforge.formats.timeline import rawframe_name
+from avaforge.provenance import PROVENANCE_FILE
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.settings import PipelineSettings
+from avaforge.stages.via_import import ClipLabels
 from avaforge.storage import ArtifactRef
 from avaforge.v1 import common_pb2
+from avaforge.workbench.agreement import agreement
 from devstack.servers import nats_server
 from services.annotate.__main__ import start as start_annotate
 from services.common import jobs
@@ -209,6 +214,28 @@ def test_annotate_serves_the_owners_job_and_saved_labels_build_the_dataset(stack
     )
     history = web.json("GET", f"{base}/api/clips/{clip}/history")
     assert len(history) == finals[clip]["revision"] and {h["author"] for h in history} == {"alice"}
+
+    # the owner assigns the first clip to bob with admin reviewing: bob may now open the job and save that
+    # clip alone; admin's saves are the clip's review pass, which the services' build puts in the report
+    first, second = clips
+    assign = f"{base}/api/assignments/{first}"
+    assert web.request("PUT", assign, "bob", body={"annotator": "bob"})[0] == 404  # not in the job yet
+    row = web.json("PUT", assign, body={"annotator": "bob", "reviewer": "admin"})
+    assert (row["annotator"], row["reviewer"], row["role"]) == ("bob", "admin", "annotator")
+    assert web.request("PUT", assign, "bob", body={"annotator": "bob"})[0] == 403  # only the owner assigns
+    assert job.job_id in {j["job_id"] for j in web.json("GET", "/api/jobs", "bob")}
+    rows = web.json("GET", f"{base}/api/assignments", "bob")
+    assert [(r["clip_id"], r["role"]) for r in rows] == [(first, "annotator"), (second, None)]
+    b1 = finals[first]["document"]["boxes"][1]
+    same = {"op": "set_labels", "person": b1["person"], "second": b1["second"], "actions": b1["actions"]}
+    other = {"base": finals[second]["revision"], "op": same}
+    assert web.request("POST", f"{base}/api/clips/{second}/edits", "bob", body=other)[0] == 403
+    head = finals[first]["revision"]
+    saved = web.json("POST", f"{base}/api/clips/{first}/edits", "bob", body={"base": head, "op": same})
+    assert saved["revision"] == head + 1  # the same labels, saved by bob
+    review = {"base": 0, "op": {**same, "actions": [2]}}
+    assert web.json("POST", f"{base}/api/clips/{first}/edits", "admin", body=review)["revision"] == 1
+    finals = {c: web.json("GET", f"{base}/api/clips/{c}") for c in clips}
     expected = {c: _expected_rows(f["document"]) for c, f in finals.items()}
     assert all(expected.values())
     assert all(sum(not b["actions"] for b in f["document"]["boxes"]) == 1 for f in finals.values())
@@ -229,3 +256,16 @@ def test_annotate_serves_the_owners_job_and_saved_labels_build_the_dataset(stack
         assert sorted((r.timestamp, (r.x1, r.y1, r.x2, r.y2), r.action_id) for r in mine) == expected[c]
         people = {(b["second"], b["person"]) for b in finals[c]["document"]["boxes"] if b["actions"]}
         assert len({(r.timestamp, r.person_id) for r in mine}) == len(people)
+    # the report's agreement: the reviewed clip's, as the embedded build computes it from the same labels
+    provenance = json.loads((layout.annotations / PROVENANCE_FILE).read_text())
+
+    def fetched(key: str) -> ClipLabels:
+        path = tmp / f"{key}.json"
+        path.write_bytes(store.get(ArtifactRef(**loop.run(jobs.get(queue, key))["labels"])))
+        return ClipLabels.load(path)
+
+    labels = fetched(jobs.fact(job.job_id, "via_import", first))
+    reviewed = fetched(f"{job.job_id}.{jobs.REVIEW_LABELS}.{first}")
+    expected_agreement = agreement(labels.boxes, reviewed.boxes, ActionList.from_obj(ACTIONS)).to_dict()
+    assert list(provenance["agreement"]) == [first]
+    assert json.dumps(provenance["agreement"][first]) == json.dumps(expected_agreement)  # NaN-safe

@@ -4,6 +4,7 @@ to the embedded runner's on the same input and settings. Bad requests get clear 
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -16,8 +17,11 @@ from avaforge.provenance import PROVENANCE_FILE
 from avaforge.queue import RetryPolicy, WorkQueue
 from avaforge.runner import autolabel_workdir, build, import_finished, prepare
 from avaforge.settings import PipelineSettings
+from avaforge.stages.via_import import ClipLabels
 from avaforge.v1 import common_pb2, gateway_pb2, settings_pb2
+from avaforge.workdir import Workdir
 from devstack.servers import nats_server
+from services.annotate import handlers as annotate_handlers
 from services.common.worker import Context, record_failure
 from services.gateway.__main__ import start
 from tests.credentials import client as tls_client
@@ -38,7 +42,7 @@ def stack(s3, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     gateway = GatewayStack(store, tmp, workers=POLICY, max_upload_mb=3)
     try:
         client = gateway.client(timeout_s=300)
-        yield client, tmp, {"nats": gateway.nats}
+        yield client, tmp, {"nats": gateway.nats, "gateway": gateway}
         client.close()
     finally:
         gateway.close()
@@ -46,11 +50,12 @@ def stack(s3, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
 
 def test_submit_label_build_download_matches_embedded(stack, videos: Path, capsys) -> None:
     """The whole round trip as a user makes it, with the autolabelled projects uploaded by `avaforge remote
-    upload` (it sends each project's autolabel suggestions from beside it): the dataset's files equal the
-    embedded runner's byte for byte, and so does provenance.json (machine-made labels say machine)."""
+    upload` (it sends each project's autolabel suggestions from beside it) and a reviewer's pass over one
+    clip: the dataset's files equal the embedded runner's byte for byte, and so does provenance.json
+    (machine-made labels say machine; the reviewed clip's agreement)."""
     from avaforge.cli import main
 
-    client, tmp, _ = stack
+    client, tmp, parts = stack
     creds = credentials()
     remote = ["remote", "--server", client.target, "--ca", str(creds.ca), "--token", creds.tokens["alice"]]
     inputs = [videos / v for v in VIDEOS]
@@ -68,6 +73,18 @@ def test_submit_label_build_download_matches_embedded(stack, videos: Path, capsy
     projects = autolabel_workdir(work)  # each with its <clip>.suggestions.json beside it
     assert main([*remote, "upload", job.job_id, *map(str, projects)]) == 0
     import_finished(work, projects)
+    # a second annotator's review pass over one clip (a box's actions changed, one box left out), as the
+    # workbench publishes it: beside the labels embedded, as the job's review_labels fact through the services
+    reviewed = job.clips[0].clip_id
+    labels = ClipLabels.load(Workdir(work).labels(reviewed))
+    first, *rest = labels.boxes
+    review = replace(
+        labels, boxes=[replace(first, actions=(1,) if first.actions != (1,) else (2,)), *rest[:-1]]
+    )
+    review.save(Workdir(work).review_labels(reviewed))
+    gateway = parts["gateway"]
+    outputs = annotate_handlers.labels_outputs(gateway.store, review)
+    gateway.run(annotate_handlers.record_review(gateway.queue, job.job_id, reviewed, outputs))
     embedded = build(work, tmp / "embedded_dataset").out
     deadline = 0
     while len([p for p in client.get(job.job_id).progress if p.stage == "import" and p.done == 2]) == 0:
@@ -87,6 +104,8 @@ def test_submit_label_build_download_matches_embedded(stack, videos: Path, capsy
     expected = json.loads((DatasetLayout(embedded).annotations / PROVENANCE_FILE).read_text())
     assert json.loads(provenance.read_text()) == expected
     assert expected["sources"].get("machine", 0) > 0, expected  # autolabel's ticks, left unchanged
+    assert list(expected["agreement"]) == [reviewed]  # the review pass's agreement, the same in both
+    assert expected["agreement"][reviewed]["unmatched_a"] == 1, expected["agreement"]  # the box left out
 
 
 def test_bad_requests_get_clear_codes_and_the_gateway_keeps_serving(

@@ -1,6 +1,6 @@
-"""Job lifecycle: DeleteJob removes a job's facts and the artifacts no other job shares; job facts and dead
-letters have retention limits; `remote jobs` shows owner, age and state; `remote watch` survives a gateway
-restart; a rebuilt dataset replaces the old one in one atomic exchange."""
+"""Job lifecycle: DeleteJob removes a job's facts, the artifacts no other job shares and its workbench files;
+job facts and dead letters have retention limits; `remote jobs` shows owner, age and state; `remote watch`
+survives a gateway restart; a rebuilt dataset replaces the old one in one atomic exchange."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from avaforge.queue import DEAD_STREAM, JOBS_BUCKET, WorkQueue, dead_subject
 from avaforge.stages.dataset import _exchange, swap_in
 from avaforge.v1 import gateway_pb2
+from avaforge.workbench.revisions import S3Revisions, job_prefix
 from devstack.servers import nats_server
 from services.common import jobs
 from services.common.convert import ref_from_proto
@@ -63,9 +64,19 @@ def test_delete_job_keeps_shared_artifacts_and_cli_lists_owner_age_state(
         assert exc.value.code() == grpc.StatusCode.NOT_FOUND
         assert store.exists(video)
         client.stub.CancelJob(gateway_pb2.GetJobRequest(job_id=b.job_id))
+        # B's workbench files, as the annotate service writes them (revisions of a clip and of a review pass);
+        # another job's stay
+        mine, other = S3Revisions(store, job_prefix(b.job_id)), S3Revisions(store, job_prefix("0123456789ab"))
+        for stream in ("clip-1", "clip-1.review"):
+            mine.save(stream, 0, b"{}", "alice", "set_labels")
+        other.save("clip-1", 0, b"{}", "alice", "set_labels")
         done = client.delete(b.job_id)
         assert (done.facts_deleted, done.artifacts_deleted, done.artifacts_shared) == (1, 1, 0)
         assert not store.exists(video)
+        assert mine.head("clip-1") == mine.head("clip-1.review") == 0 and mine.history("clip-1") == []
+        assert other.head("clip-1") == 1
+        listed = store.client.list_objects(store.bucket, prefix=job_prefix(b.job_id) + "/", recursive=True)
+        assert [o.object_name for o in listed] == []
         assert b.job_id not in {j.job_id for j in client.jobs()}
     finally:
         client.close()

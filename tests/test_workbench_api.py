@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +17,8 @@ from fastapi.testclient import TestClient
 
 from avaforge.formats.timeline import rawframe_name
 from avaforge.stages.via_import import ClipLabels
-from avaforge.workbench.app import LocalClips, create_app, local_app
+from avaforge.workbench.app import Caller, LocalClips, create_app, local_app
+from avaforge.workbench.assignments import Assignments
 from avaforge.workbench.revisions import LocalRevisions
 from avaforge.workdir import Workdir
 from tests.workbench_data import fresh_workdir
@@ -213,3 +215,95 @@ def test_lint_and_the_review_disagreements(work: Path) -> None:
     assert [(d["second"], d["person_a"], d["actions_a"], d["actions_b"]) for d in got["disagreements"]] == [
         (boxes[0]["second"], boxes[0]["person"], [1], [2])
     ]
+
+
+def test_assignments_decide_who_saves_what(work: Path) -> None:
+    """The owner assigns a clip to kim with lee reviewing: kim's saves are the clip's labels, lee's its review
+    pass, bob (not assigned) reads only and an unassigned clip is the owner's alone (403 with the reason);
+    only the owner assigns; the clip list shows annotator, reviewer, status and the caller's role."""
+    first, second = Workdir(work).clip_ids()
+    clips = LocalClips(work)
+    callers = {"tok-own": "owner", **{f"tok-{n}": Caller(n, False) for n in ("kim", "lee", "bob")}}
+    app = create_app(
+        clips,
+        LocalRevisions(work / "annotate" / "revisions"),
+        authenticate=callers.get,
+        assignments=Assignments(LocalRevisions(work / "annotate")),
+    )
+    client = TestClient(app)
+
+    def as_(who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer tok-{who}"}
+
+    listed = client.get("/api/assignments", headers=as_("own")).json()
+    assert [(r["clip_id"], r["annotator"], r["status"], r["role"]) for r in listed] == [
+        (first, None, "unstarted", "annotator"),
+        (second, None, "unstarted", "annotator"),
+    ]
+    assert [r["role"] for r in client.get("/api/assignments", headers=as_("kim")).json()] == [None, None]
+    url = f"/api/assignments/{first}"
+    assert client.put(url, json={"annotator": "kim"}, headers=as_("kim")).status_code == 403
+    for bad in ({"annotator": "../x"}, {"annotator": "kim", "reviewer": "kim"}, {"reviewer": "lee"}):
+        assert client.put(url, json=bad, headers=as_("own")).status_code == 422, bad
+    assert (
+        client.put("/api/assignments/nope", json={"annotator": "kim"}, headers=as_("own")).status_code == 404
+    )
+    got = client.put(url, json={"annotator": "kim", "reviewer": "lee"}, headers=as_("own")).json()
+    assert got == {
+        "clip_id": first,
+        "annotator": "kim",
+        "reviewer": "lee",
+        "status": "unstarted",
+        "role": "annotator",
+    }
+
+    boxes = client.get(f"/api/clips/{first}", headers=as_("kim")).json()["document"]["boxes"]
+
+    def save(who: str, base: int, op: dict[str, Any]) -> int:
+        r = client.post(f"/api/clips/{first}/edits", json={"base": base, "op": op}, headers=as_(who))
+        assert r.status_code == 200, r.text
+        return int(r.json()["revision"])
+
+    def label_all(who: str, action: int) -> int:
+        """Every box gets ``action``; the boxes lint still finds (tiny or outside the frame) are deleted."""
+        rev = 0
+        for b in boxes:
+            rev = save(
+                who,
+                rev,
+                {"op": "set_labels", "person": b["person"], "second": b["second"], "actions": [action]},
+            )
+        lint = client.get(f"/api/clips/{first}/lint", headers=as_(who)).json()
+        for person, second in sorted({(i["person"], i["second"]) for i in lint}):
+            rev = save(who, rev, {"op": "delete_box", "person": person, "second": second})
+        assert client.get(f"/api/clips/{first}/lint", headers=as_(who)).json() == []
+        return rev
+
+    op = {"op": "set_labels", "person": boxes[0]["person"], "second": boxes[0]["second"], "actions": [1]}
+    refused = client.post(f"/api/clips/{first}/edits", json={"base": 0, "op": op}, headers=as_("bob"))
+    assert refused.status_code == 403 and "kim's (reviewer: lee)" in refused.json()["detail"]
+    other = client.post(f"/api/clips/{second}/edits", json={"base": 0, "op": op}, headers=as_("kim"))
+    assert other.status_code == 403 and "the job owner's" in other.json()["detail"]
+    head = label_all("kim", 1)
+    mine = [r for r in client.get("/api/assignments", headers=as_("kim")).json() if r["clip_id"] == first]
+    assert mine[0]["status"] == "labelled" and mine[0]["role"] == "annotator"
+    assert client.get(f"/api/clips/{first}", headers=as_("lee")).json()["revision"] == 0  # lee's own pass
+    label_all("lee", 2)
+    assert {b.actions for b in ClipLabels.load(Workdir(work).labels(first)).boxes} == {(1,)}  # kim's
+    assert {b.actions for b in ClipLabels.load(Workdir(work).review_labels(first)).boxes} == {(2,)}  # lee's
+    revisions = LocalRevisions(work / "annotate" / "revisions")
+    assert {h.author for h in revisions.history(first)} == {"kim"}
+    assert {h.author for h in revisions.history(f"{first}.review")} == {"lee"}
+    rows = client.get("/api/assignments", headers=as_("lee")).json()
+    assert [(r["status"], r["role"]) for r in rows] == [("reviewed", "reviewer"), ("unstarted", None)]
+    assert client.get(f"/api/clips/{first}", headers=as_("bob")).status_code == 200  # reads
+    # the owner adjudicates the clip's labels; unassigning opens the clip to the owner alone again
+    kept = client.get(f"/api/clips/{first}", headers=as_("own")).json()["document"]["boxes"][0]  # kim's
+    fix = {"op": "set_labels", "person": kept["person"], "second": kept["second"], "actions": [2]}
+    head = save("own", head, fix)
+    assert client.put(url, json={"annotator": None}, headers=as_("own")).json()["annotator"] is None
+    again = client.post(f"/api/clips/{first}/edits", json={"base": head, "op": fix}, headers=as_("kim"))
+    assert again.status_code == 403
+    config = client.get("/api/config", headers=as_("kim")).json()
+    assert (config["annotator"], config["manager"]) == ("kim", False)
+    assert "/api/assignments/{clip_id}" in client.get("/api/openapi.json").json()["paths"]

@@ -28,7 +28,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from avaforge.runner import build
 from avaforge.validation import validate_dataset
-from avaforge.workbench.app import LocalClips, create_app, local_app
+from avaforge.workbench.app import Caller, LocalClips, create_app, local_app
+from avaforge.workbench.assignments import Assignment, Assignments
 from avaforge.workbench.revisions import LocalRevisions
 from avaforge.workdir import Workdir
 from tests.workbench_data import fresh_workdir
@@ -351,9 +352,17 @@ def test_the_mouse_selects_draws_and_moves_boxes(served: Served, browser: WebDri
 
 
 def test_with_an_authenticate_hook_the_page_sends_the_token(work: Path, browser: WebDriver) -> None:
+    """The token from the URL goes on every request; the page says the caller's role on the clip from the
+    assignments (kim annotates the first clip, lee reviews it) and lists the clips with theirs."""
     clips = LocalClips(work)
+    first, second = clips.clip_ids()
+    assignments = Assignments(LocalRevisions(work / "annotate"))
+    assignments.set(first, Assignment("kim", "lee"), "owner")
     app = create_app(
-        clips, LocalRevisions(work / "annotate" / "revisions"), authenticate={"tok-7": "kim"}.get
+        clips,
+        LocalRevisions(work / "annotate" / "revisions"),
+        authenticate={"tok-7": "kim", "tok-8": Caller("lee", False)}.get,
+        assignments=assignments,
     )
     served = Served(work, app)
     try:
@@ -375,5 +384,31 @@ def test_with_an_authenticate_hook_the_page_sends_the_token(work: Path, browser:
         WebDriverWait(browser, WAIT_S).until(
             lambda d: d.find_element(By.ID, "player").get_attribute("data-frame")
         )
+        role = (By.CSS_SELECTOR, "#mode[data-role]")
+        WebDriverWait(browser, WAIT_S).until(lambda d: d.find_elements(*role))
+        assert browser.find_element(By.ID, "mode").text == "annotator · kim"
+        table = (
+            "return [...document.querySelectorAll('#assignments tr[data-clip]')]"
+            ".map(tr => [...tr.cells].map(td => td.textContent))"
+        )
+        assert browser.execute_script(table) == [
+            [first, "kim", "lee", "unstarted", "annotator"],  # as the page loaded
+            [second, "(owner)", "-", "unstarted", "annotator"],  # kim's token is a bare name: a manager
+        ]
+        browser.find_element(By.CSS_SELECTOR, "#assignments-panel summary").click()  # opening it refreshes
+        WebDriverWait(browser, WAIT_S).until(
+            lambda d: d.execute_script(table)[0][3] == "in progress"  # saved; lint finds unlabelled boxes
+        )
+        # lee, the reviewer: the page says so and lee's key press is saved as the clip's review pass
+        browser.get(served.url + f"?clip={first}#token=tok-8")
+        wait_ready(browser)
+        WebDriverWait(browser, WAIT_S).until(lambda d: d.find_elements(*role))
+        assert browser.find_element(By.ID, "mode").text == "review pass · lee"
+        keys(browser, "1")
+        wait_saved(browser, 1)
+        assert Workdir(work).review_labels(first).is_file()
+        assert [
+            h.author for h in LocalRevisions(work / "annotate" / "revisions").history(f"{first}.review")
+        ] == ["lee"]
     finally:
         served.stop()

@@ -2,8 +2,10 @@
 
 ``create_app(clips, revisions, ...)`` takes the clip access (``ClipSource``: the local work folder here,
 the job's artifacts in the ``annotate`` service) and the revision store (``LocalRevisions``/``S3Revisions``)
-as parameters; ``authenticate`` (optional) maps a bearer token to a principal, who is then the author of the
-revisions, else the ``annotator`` name is.
+as parameters; ``authenticate`` (optional) maps a bearer token to a ``Caller`` (a bare name: a manager), who
+is then the author of the revisions, else the ``annotator`` name is. ``assignments`` (optional) say who
+labels and who reviews each clip: a caller's role per clip (``assignments.role``) decides whether a save goes
+to the clip's labels or its review pass, or is refused (403).
 
 Every id from a request is checked before use: clip ids against the clip list (``ClipSource.clip_ids``),
 frame numbers against the clip's frame count, person/second against the document; no request string is
@@ -30,10 +32,16 @@ from avaforge.formats.errors import FormatError
 from avaforge.formats.timeline import keyframe_index, rawframe_name
 from avaforge.stages.via_import import ClipLabels
 from avaforge.workbench import agreement
+from avaforge.workbench.assignments import Assignment, AssignmentError, Assignments, Role, role
 from avaforge.workbench.document import Document
 from avaforge.workbench.edits import EditError, apply_edit
 from avaforge.workbench.lint import lint
-from avaforge.workbench.revisions import Conflict, RevisionStore, UnknownRevision
+from avaforge.workbench.revisions import (
+    ConditionalWritesUnsupported,
+    Conflict,
+    RevisionStore,
+    UnknownRevision,
+)
 
 STATIC = Path(__file__).with_name("static")
 FRAME_CACHE = "private, max-age=86400"  # rawframes of a prepared clip never change under the same URL
@@ -72,6 +80,23 @@ def action_keys(actions: ActionList) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who calls. ``manager``: the job's owner or an admin (embedded: the one user), who assigns clips and
+    may save any clip's labels."""
+
+    name: str
+    manager: bool
+
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"  # assignments.NAME
+
+
+class AssignRequest(BaseModel):
+    annotator: str | None = Field(None, pattern=NAME_PATTERN, description="null (with no reviewer): unassign")
+    reviewer: str | None = Field(None, pattern=NAME_PATTERN, description="optional; not the annotator")
+
+
 class EditRequest(BaseModel):
     base: int = Field(ge=0, description="the revision the edit was made on (409 if no longer the newest)")
     op: dict[str, Any] = Field(description='one edit, e.g. {"op": "toggle_action", "person": 3, ...}')
@@ -88,7 +113,8 @@ class _Settings:
     clips: ClipSource
     revisions: RevisionStore
     annotator: str
-    review: bool
+    review: bool  # embedded ``--review``: the one user reviews every clip without another reviewer
+    assignments: Assignments | None
 
 
 def create_app(
@@ -97,7 +123,8 @@ def create_app(
     *,
     annotator: str = "annotator",
     review: bool = False,
-    authenticate: Callable[[str], str | None] | None = None,
+    authenticate: Callable[[str], Caller | str | None] | None = None,
+    assignments: Assignments | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="avaforge workbench",
@@ -106,34 +133,53 @@ def create_app(
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )
-    cfg = _Settings(clips, revisions, annotator, review)
+    cfg = _Settings(clips, revisions, annotator, review, assignments)
     actions = clips.actions()
     action_ids = [a.id for a in actions]
 
-    def principal(request: Request) -> str:
+    def principal(request: Request) -> Caller:
         if authenticate is None:
-            return cfg.annotator
+            return Caller(cfg.annotator, True)
         header = request.headers.get("authorization", "")
         token = header[7:] if header.lower().startswith("bearer ") else ""
         who = authenticate(token) if token else None
         if who is None:
             raise HTTPException(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
-        return who
+        return Caller(who, True) if isinstance(who, str) else who
 
     def clip(clip_id: str) -> str:
         if clip_id not in cfg.clips.clip_ids():
             raise HTTPException(404, f"no clip {clip_id!r} in this work folder")
         return clip_id
 
-    def stream(clip_id: str) -> str:
-        return f"{clip_id}.review" if cfg.review else clip_id
+    def assigned(clip_id: str) -> Assignment | None:
+        return cfg.assignments.read().get(clip_id) if cfg.assignments else None
+
+    def role_of(clip_id: str, who: Caller) -> Role | None:
+        return role(assigned(clip_id), who.name, who.manager, cfg.review)
+
+    def stream(clip_id: str, who: Caller) -> str:
+        """The caller's document of the clip: the review pass for its reviewer, else the clip's labels."""
+        return f"{clip_id}.review" if role_of(clip_id, who) == "reviewer" else clip_id
+
+    def writable(clip_id: str, who: Caller) -> str:
+        """The stream ``who`` saves to, or 403 when the clip is not theirs to label or review."""
+        mine = role_of(clip_id, who)  # one read of the assignments
+        if mine is None:
+            a = assigned(clip_id)
+            whose = f"{a.annotator}'s (reviewer: {a.reviewer or 'none'})" if a else "the job owner's"
+            raise HTTPException(
+                403, f"{who.name} may not save clip {clip_id!r}: it is {whose}; ask the owner to assign it"
+            )
+        return f"{clip_id}.review" if mine == "reviewer" else clip_id
 
     # The newest document of each stream, parsed once: a save puts its document here, a read checks only
     # the head (another process may have saved) before using it; a revision's bytes never change.
     parsed: dict[str, tuple[int, Document]] = {}
 
-    def current(clip_id: str) -> tuple[int, Document]:
-        s = stream(clip_id)
+    def current(clip_id: str, s: str | None = None) -> tuple[int, Document]:
+        """The newest document of stream ``s`` (default: the clip's labels)."""
+        s = s or clip_id
         head = cfg.revisions.head(s)
         if head == 0:
             return 0, cfg.clips.initial_document(clip_id)
@@ -150,13 +196,13 @@ def create_app(
             frame_counts[clip_id] = current(clip_id)[1].num_frames
         return frame_counts[clip_id]
 
-    def save(clip_id: str, base: int, doc: Document, who: str, edit: str) -> dict[str, Any]:
+    def save(clip_id: str, s: str, base: int, doc: Document, who: Caller, edit: str) -> dict[str, Any]:
         try:
-            info = cfg.revisions.save(stream(clip_id), base, doc.to_bytes(), who, edit)
+            info = cfg.revisions.save(s, base, doc.to_bytes(), who.name, edit)
         except Conflict as exc:
             raise HTTPException(409, {"message": str(exc), "head": exc.head}) from None
-        parsed[stream(clip_id)] = (info.revision, doc)
-        cfg.clips.publish(clip_id, doc.to_labels(), cfg.review)
+        parsed[s] = (info.revision, doc)
+        cfg.clips.publish(clip_id, doc.to_labels(), s != clip_id)
         # the lint panel's list comes with the save: the page needs no second request after each key
         return {"revision": info.revision, "document": doc.to_dict(), "lint": lint_list(doc)}
 
@@ -167,39 +213,45 @@ def create_app(
         ]
 
     @app.get("/api/config")
-    def config(who: str = Depends(principal)) -> dict[str, Any]:
-        return {"annotator": who, "review": cfg.review, "groups": action_keys(actions)}
+    def config(who: Caller = Depends(principal)) -> dict[str, Any]:
+        return {
+            "annotator": who.name,
+            "manager": who.manager,
+            "review": cfg.review,
+            "groups": action_keys(actions),
+        }
 
     @app.get("/api/clips")
-    def list_clips(who: str = Depends(principal)) -> list[dict[str, Any]]:
+    def list_clips(who: Caller = Depends(principal)) -> list[dict[str, Any]]:
         out = []
         for cid in cfg.clips.clip_ids():
-            rev, doc = current(cid)
+            rev, doc = current(cid, stream(cid, who))
             labelled = sum(1 for b in doc.boxes if b.actions)
             out.append({"clip_id": cid, "revision": rev, "boxes": len(doc.boxes), "labelled": labelled})
         return out
 
     @app.get("/api/clips/{clip_id}")
-    def get_clip(clip_id: str, who: str = Depends(principal)) -> dict[str, Any]:
-        rev, doc = current(clip(clip_id))
+    def get_clip(clip_id: str, who: Caller = Depends(principal)) -> dict[str, Any]:
+        rev, doc = current(clip(clip_id), stream(clip_id, who))
         return {"revision": rev, "document": doc.to_dict()}
 
     @app.get("/api/clips/{clip_id}/revisions/{revision}")
-    def get_revision(clip_id: str, revision: int, who: str = Depends(principal)) -> dict[str, Any]:
+    def get_revision(clip_id: str, revision: int, who: Caller = Depends(principal)) -> dict[str, Any]:
         try:
-            raw = cfg.revisions.read(stream(clip(clip_id)), revision)
+            raw = cfg.revisions.read(stream(clip(clip_id), who), revision)
         except UnknownRevision as exc:
             raise HTTPException(404, str(exc)) from None
         return {"revision": revision, "document": json.loads(raw)}
 
     @app.get("/api/clips/{clip_id}/history")
-    def history(clip_id: str, who: str = Depends(principal)) -> list[dict[str, Any]]:
-        return [i.to_dict() for i in cfg.revisions.history(stream(clip(clip_id)))]
+    def history(clip_id: str, who: Caller = Depends(principal)) -> list[dict[str, Any]]:
+        return [i.to_dict() for i in cfg.revisions.history(stream(clip(clip_id), who))]
 
     @app.post("/api/clips/{clip_id}/edits", responses={409: {"description": "stale base revision"}})
-    def edit(clip_id: str, req: EditRequest, who: str = Depends(principal)) -> dict[str, Any]:
+    def edit(clip_id: str, req: EditRequest, who: Caller = Depends(principal)) -> dict[str, Any]:
         """Apply one edit to revision ``base`` and save the result as the next revision."""
-        head, doc = current(clip(clip_id))
+        s = writable(clip(clip_id), who)
+        head, doc = current(clip_id, s)
         if req.base != head:
             raise HTTPException(
                 409, {"message": f"revision {req.base} is stale, the newest is {head}", "head": head}
@@ -208,22 +260,22 @@ def create_app(
             new = apply_edit(doc, actions, req.op)
         except EditError as exc:
             raise HTTPException(422, str(exc)) from None
-        return save(clip_id, head, new, who, str(req.op["op"]))
+        return save(clip_id, s, head, new, who, str(req.op["op"]))
 
     @app.put("/api/clips/{clip_id}", responses={409: {"description": "stale base revision"}})
-    def put_document(clip_id: str, req: SaveRequest, who: str = Depends(principal)) -> dict[str, Any]:
+    def put_document(clip_id: str, req: SaveRequest, who: Caller = Depends(principal)) -> dict[str, Any]:
         """Save a whole document (the page's undo/redo) as the revision after ``base``."""
-        clip(clip_id)
+        s = writable(clip(clip_id), who)
         try:
             doc = Document.from_dict(req.document, "document", action_ids)
         except FormatError as exc:
             raise HTTPException(422, str(exc)) from None
         if doc.clip_id != clip_id:
             raise HTTPException(422, f"document is for clip {doc.clip_id!r}, not {clip_id!r}")
-        return save(clip_id, req.base, doc, who, req.edit)
+        return save(clip_id, s, req.base, doc, who, req.edit)
 
     @app.get("/api/clips/{clip_id}/frames/{frame}", response_class=FileResponse)
-    def frame(clip_id: str, frame: int, who: str = Depends(principal)) -> FileResponse:
+    def frame(clip_id: str, frame: int, who: Caller = Depends(principal)) -> FileResponse:
         """The rawframe ``img_%05d.jpg`` training reads (1-based)."""
         n = num_frames(clip(clip_id))
         if not 1 <= frame <= n:
@@ -232,9 +284,9 @@ def create_app(
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": FRAME_CACHE})
 
     @app.get("/api/clips/{clip_id}/crops/{person}/{second}", response_class=Response)
-    def crop(clip_id: str, person: int, second: int, who: str = Depends(principal)) -> Response:
+    def crop(clip_id: str, person: int, second: int, who: Caller = Depends(principal)) -> Response:
         """A thumbnail of a person's box at a labelled second (made once per box position, then cached)."""
-        _, doc = current(clip(clip_id))
+        _, doc = current(clip(clip_id), stream(clip_id, who))
         b = doc.box(person, second)
         if b is None:
             raise HTTPException(404, f"person {person} has no box at second {second}")
@@ -245,20 +297,20 @@ def create_app(
         return FileResponse(cached, media_type="image/jpeg", headers={"Cache-Control": FRAME_CACHE})
 
     @app.get("/api/clips/{clip_id}/lint")
-    def lint_clip(clip_id: str, who: str = Depends(principal)) -> list[dict[str, Any]]:
+    def lint_clip(clip_id: str, who: Caller = Depends(principal)) -> list[dict[str, Any]]:
         """Boxes without labels, exclusive groups violated, boxes outside the frame or tiny."""
-        return lint_list(current(clip(clip_id))[1])
+        return lint_list(current(clip(clip_id), stream(clip_id, who))[1])
 
     @app.get("/api/clips/{clip_id}/disagreements")
-    def disagreements(clip_id: str, who: str = Depends(principal)) -> dict[str, Any]:
+    def disagreements(clip_id: str, who: Caller = Depends(principal)) -> dict[str, Any]:
         """The annotator's and the reviewer's labels side by side: agreement and the disagreements."""
         clip(clip_id)
         docs = []
         for s in (clip_id, f"{clip_id}.review"):
-            head = cfg.revisions.head(s)
+            head, doc = current(clip_id, s)
             if head == 0:
                 return {"reviewed": False, "agreement": None, "disagreements": []}
-            docs.append(Document.from_bytes(cfg.revisions.read(s, head), s, action_ids).as_labelled())
+            docs.append(doc.as_labelled())
         a, b = docs
         return {
             "reviewed": True,
@@ -266,9 +318,70 @@ def create_app(
             "disagreements": [d.to_dict() for d in agreement.disagreements(a, b, actions)],
         }
 
+    def status(clip_id: str) -> str:
+        """unstarted (nothing saved), in progress (lint finds something), labelled (lint-clean labels),
+        reviewed (labelled, and a lint-clean review pass)."""
+
+        def clean(s: str) -> bool | None:  # None: nothing saved
+            head, doc = current(clip_id, s)
+            return None if head == 0 else not lint(doc.as_labelled(), actions, doc.frame_size)
+
+        labelled = clean(clip_id)
+        if labelled is None:
+            return "unstarted"
+        if not labelled:
+            return "in progress"
+        return "reviewed" if clean(f"{clip_id}.review") else "labelled"
+
+    def assignment_row(clip_id: str, who: Caller) -> dict[str, Any]:
+        a = assigned(clip_id)
+        return {
+            "clip_id": clip_id,
+            "annotator": a.annotator if a else None,
+            "reviewer": a.reviewer if a else None,
+            "status": status(clip_id),
+            "role": role_of(clip_id, who),  # yours: annotator, reviewer, or null (read only)
+        }
+
+    @app.get("/api/assignments")
+    def list_assignments(who: Caller = Depends(principal)) -> list[dict[str, Any]]:
+        """Every clip: its annotator and reviewer (null: unassigned, open to the owner), its status
+        (unstarted / in progress / labelled / reviewed) and the caller's role on it."""
+        return [assignment_row(cid, who) for cid in cfg.clips.clip_ids()]
+
+    @app.put(
+        "/api/assignments/{clip_id}",
+        responses={
+            403: {"description": "not the job's owner or an admin"},
+            422: {"description": "bad names"},
+        },
+    )
+    def assign(clip_id: str, req: AssignRequest, who: Caller = Depends(principal)) -> dict[str, Any]:
+        """Assign the clip to an annotator and optionally a reviewer (both null: unassign); owner or admin."""
+        clip(clip_id)
+        if not who.manager:
+            raise HTTPException(403, f"{who.name} may not assign clips: only the job's owner or an admin may")
+        if cfg.assignments is None:
+            raise HTTPException(501, "this server keeps no assignments")
+        if req.annotator is None and req.reviewer is not None:
+            raise HTTPException(422, "a reviewer needs an annotator to review")
+        try:
+            new = Assignment(req.annotator, req.reviewer) if req.annotator is not None else None
+        except AssignmentError as exc:
+            raise HTTPException(422, str(exc)) from None
+        try:
+            cfg.assignments.set(clip_id, new, who.name)
+        except Conflict as exc:
+            raise HTTPException(409, {"message": str(exc), "head": exc.head}) from None
+        return assignment_row(clip_id, who)
+
     @app.exception_handler(FormatError)
     def format_error(_request: Request, exc: FormatError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(ConditionalWritesUnsupported)
+    def unsafe_store(_request: Request, exc: ConditionalWritesUnsupported) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)  # the deployment's S3 to fix
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -381,10 +494,15 @@ def local_app(
     checkpoint: str | Path | None = None,
     config: str | Path | None = None,
 ) -> FastAPI:
-    """The app over a local work folder, revisions in ``WORKDIR/annotate/revisions``."""
+    """The app over a local work folder, revisions in ``WORKDIR/annotate/revisions``, assignments in
+    ``WORKDIR/annotate/assignments``."""
     from avaforge.workbench.revisions import LocalRevisions
 
     clips = LocalClips(workdir, checkpoint, config)
     return create_app(
-        clips, LocalRevisions(clips.wd.root / "annotate" / "revisions"), annotator=annotator, review=review
+        clips,
+        LocalRevisions(clips.wd.root / "annotate" / "revisions"),
+        annotator=annotator,
+        review=review,
+        assignments=Assignments(LocalRevisions(clips.wd.root / "annotate")),
     )

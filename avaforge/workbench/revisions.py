@@ -7,8 +7,12 @@ still the newest, else raises ``Conflict`` (the API answers 409); revision 0 mea
 
 ``LocalRevisions``: ``<root>/<stream>/r000001.json`` ... (each written atomically, never overwritten: the
 new file is hard-linked into place, which fails if another writer got there first) and ``history.jsonl``.
-``S3Revisions``: the same layout as keys under a prefix, over ``avaforge.storage.S3Store``'s client; one
-writer per stream is serialised by a lock in the process (the service runs one replica per deployment).
+``S3Revisions``: the same layout as keys under a prefix, over ``avaforge.storage.S3Store``'s client. A
+revision is claimed by writing its object with ``If-None-Match: *`` (S3's conditional write: the server
+refuses it with 412 when the key exists), so two processes - two replicas of the annotate service - racing
+on one base give exactly one revision and one ``Conflict``, never an overwrite. SeaweedFS (``make up``),
+MinIO and AWS S3 honour it; each ``S3Revisions`` checks once that its server does and refuses to save
+(``ConditionalWritesUnsupported``) where it does not.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -28,6 +33,7 @@ from typing import Any, Protocol
 
 from avaforge.fsutil import atomic_write_bytes
 
+ANNOTATE_PREFIX = "annotate"  # the service's files of job J (revisions, assignments) are keys annotate/J/...
 STREAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 
 
@@ -41,6 +47,10 @@ class Conflict(Exception):
 
 class UnknownRevision(LookupError):
     pass
+
+
+class ConditionalWritesUnsupported(RuntimeError):
+    """The S3 server ignores ``If-None-Match``: saves from two processes could overwrite each other."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +159,8 @@ class S3Revisions:
 
     def __init__(self, store: Any, prefix: str) -> None:  # store: avaforge.storage.S3Store
         self.store, self.prefix = store, prefix.strip("/")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # this process's savers wait here instead of conflicting at S3
+        self._conditional_checked = False
 
     def _key(self, stream: str, *parts: str) -> str:
         return "/".join([self.prefix, check_stream(stream), *parts])
@@ -159,7 +170,7 @@ class S3Revisions:
         objs = self.store._call(
             prefix, lambda: list(self.store.client.list_objects(self.store.bucket, prefix=prefix))
         )
-        return sorted(o.object_name for o in objs)
+        return sorted(o.object_name for o in objs if not o.is_dir)  # SeaweedFS lists emptied folders
 
     def _get(self, key: str) -> bytes:
         def read() -> bytes:
@@ -177,6 +188,43 @@ class S3Revisions:
             key, lambda: self.store.client.put_object(self.store.bucket, key, io.BytesIO(data), len(data))
         )
 
+    def _create(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if it does not exist (S3 ``If-None-Match: *``); False if it does."""
+        from minio.error import S3Error
+
+        def put() -> bool:
+            try:  # minio's public put_object would send the header as user metadata (x-amz-meta-...)
+                self.store.client._put_object(
+                    self.store.bucket,
+                    key,
+                    data,
+                    headers={"If-None-Match": "*", "Content-Type": "application/json"},
+                )
+            except S3Error as exc:
+                # 412: the key exists; 409: AWS's answer while another conditional write of it is in flight
+                if exc.code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    return False
+                raise
+            return True
+
+        return bool(self.store._call(key, put))
+
+    def _check_conditional_writes(self) -> None:
+        """Once: a second conditional write of a probe key must be refused, else saves are not safe."""
+        if self._conditional_checked:
+            return
+        key = f"{self.prefix}/_probe/{uuid.uuid4().hex}"
+        try:
+            honoured = self._create(key, b"{}") and not self._create(key, b"{}")
+        finally:
+            self.store._call(key, lambda: self.store.client.remove_object(self.store.bucket, key))
+        if not honoured:
+            raise ConditionalWritesUnsupported(
+                f"S3 server {self.store.endpoint} ignores If-None-Match on PUT: workbench revisions could be "
+                "overwritten; use an S3 server with conditional writes (SeaweedFS, MinIO, AWS S3)"
+            )
+        self._conditional_checked = True
+
     def head(self, stream: str) -> int:
         names = [k.rsplit("/", 1)[1] for k in self._list(stream)]
         return max((int(n[1:7]) for n in names if re.fullmatch(r"r\d{6}\.json", n)), default=0)
@@ -190,20 +238,55 @@ class S3Revisions:
             raise UnknownRevision(f"{stream}: no revision {revision}") from None
 
     def save(self, stream: str, base: int, data: bytes, author: str, edit: str) -> RevisionInfo:
+        self._check_conditional_writes()
         with self._lock:
             head = self.head(stream)
             if base != head:
                 raise Conflict(stream, base, head)
             info = RevisionInfo(head + 1, base, time.time(), author, edit, len(data))
+            if not self._create(self._key(stream, _name(info.revision)), data):  # another process won
+                raise Conflict(stream, base, self.head(stream))
+            # only the winner writes the entry; a crash before it leaves a revision without one (see history)
             self._put(self._key(stream, "history", _name(info.revision)), json.dumps(info.to_dict()).encode())
-            self._put(self._key(stream, _name(info.revision)), data)  # the revision exists once this lands
         return info
 
     def history(self, stream: str) -> list[RevisionInfo]:
-        head = self.head(stream)
-        out = []
+        entries = {}
         for key in self._list(stream, "history/"):
             info = RevisionInfo(**json.loads(self._get(key)))
-            if info.revision <= head:  # a history entry whose revision never landed is not history
-                out.append(info)
+            entries[info.revision] = info
+        out = []
+        for n in range(1, self.head(stream) + 1):  # a revision whose entry was lost is still history
+            lost = n not in entries
+            out.append(
+                entries[n]
+                if not lost
+                else RevisionInfo(n, n - 1, 0.0, "", "unknown", len(self.read(stream, n)))
+            )
         return out
+
+
+def job_prefix(job_id: str) -> str:
+    """Where the annotate service keeps a job's workbench files (revisions, assignments) in the bucket."""
+    return f"{ANNOTATE_PREFIX}/{job_id}"
+
+
+def delete_prefix(store: Any, prefix: str) -> int:  # store: avaforge.storage.S3Store
+    """Remove every object under ``prefix/`` (S3 batch deletes); how many there were."""
+    from minio.deleteobjects import DeleteObject
+
+    from avaforge.storage import StorageError
+
+    prefix = prefix.strip("/") + "/"
+    keys = store._call(
+        prefix,
+        lambda: [
+            o.object_name for o in store.client.list_objects(store.bucket, prefix=prefix, recursive=True)
+        ],
+    )
+    errors = store._call(
+        prefix, lambda: list(store.client.remove_objects(store.bucket, [DeleteObject(k) for k in keys]))
+    )
+    if errors:
+        raise StorageError(f"{prefix}: {len(errors)} objects not deleted, e.g. {errors[0]}")
+    return len(keys)

@@ -22,7 +22,6 @@ from services.common.artifacts import LocalCache
 from services.common.worker import Handler
 
 HANDLERS: dict[str, Handler] = {}
-REVIEW_LABELS = "review_labels"  # KV: <job>.review_labels.<clip> = a reviewer's pass (not built from)
 
 
 def initial_document(
@@ -65,4 +64,4 @@ async def record_labels(queue: Any, spec: dict[str, Any], clip_id: str, outputs:
 
 
 async def record_review(queue: Any, job_id: str, clip_id: str, outputs: dict[str, Any]) -> None:
-    await jobs.put(queue, f"{job_id}.{REVIEW_LABELS}.{clip_id}", outputs)
+    await jobs.put(queue, f"{job_id}.{jobs.REVIEW_LABELS}.{clip_id}", outputs)

@@ -30,6 +30,7 @@ class Deployable:
     grpc_port: int = STAGE_PORT  # its port (AVAFORGE_GRPC_PORT), gRPC or, for protocol "https", HTTPS
     env: dict[str, str] = field(default_factory=dict)
     protocol: Protocol = "grpc"  # "https": an HTTP API (probed on /healthz), not a gRPC server
+    replicas: int = 1  # the Deployment's; the queue workers scale on lag (KEDA/HPA) from there
 
     @property
     def command(self) -> list[str]:
@@ -53,9 +54,17 @@ DEPLOYABLES: tuple[Deployable, ...] = (
     _api("proposals"),
     _api("via"),
     _api("trainer", TRAINER_PORT),
-    # the workbench; AVAFORGE_PROBE: the images' HEALTHCHECK (a bare ``services.common.probe``) asks /healthz
+    # the workbench; AVAFORGE_PROBE: the images' HEALTHCHECK (a bare ``services.common.probe``) asks /healthz.
+    # Two replicas: a revision is claimed with a conditional S3 write, so replicas cannot overwrite each other
+    # (avaforge/workbench/revisions.py); a pod drained or restarted leaves the page working.
     Deployable(
-        "annotate", ("services.annotate",), "cpu", ANNOTATE_PORT, {"AVAFORGE_PROBE": "https"}, "https"
+        "annotate",
+        ("services.annotate",),
+        "cpu",
+        ANNOTATE_PORT,
+        {"AVAFORGE_PROBE": "https"},
+        "https",
+        replicas=2,
     ),
     _worker("ingest", "ingest"),
     _worker("detect", "detector"),  # scaled on JetStream lag (KEDA) or CPU (HPA)

@@ -23,6 +23,7 @@ from avaforge.queue import WorkQueue
 from avaforge.v1 import common_pb2
 
 IMPORT_ERRORS = "import_errors"
+REVIEW_LABELS = "review_labels"  # <job>.review_labels.<clip>: a reviewer's pass (the report's agreement)
 
 
 async def submit_video(

@@ -3,7 +3,9 @@
 Artifacts are content-addressed, so two jobs on the same video (or any identical output: a re-run, the same
 clip cut twice) share S3 objects. An artifact of the job is deleted only when no fact of any other job names
 the same key: the facts (spec + every stage output, fan-out parts included) are the complete list of what a
-job references, and every fact is scanned (bounded by the KV retention limit). Not covered: an upload that is
+job references, and every fact is scanned (bounded by the KV retention limit). The job's workbench files (the
+annotate service's revisions and clip assignments under ``annotate/<job>/``) are the job's alone and go too.
+Not covered: an upload that is
 not yet part of any job (``UploadVideo`` then ``SubmitJob``) - SubmitJob checks that the video still exists
 and answers NOT_FOUND, so the client uploads it again.
 """
@@ -18,6 +20,7 @@ from typing import Any
 
 from avaforge.queue import WorkQueue
 from avaforge.storage import ArtifactRef, ArtifactStore, StorageError
+from avaforge.workbench.revisions import delete_prefix, job_prefix
 from services.common import jobs
 
 log = logging.getLogger("avaforge.gateway.lifecycle")
@@ -46,6 +49,7 @@ class Deleted:
     artifacts_deleted: int
     artifacts_shared: int
     facts_deleted: int
+    workbench_files: int = 0  # the annotate service's revisions and assignments of the job
 
 
 async def delete_job(queue: WorkQueue, store: ArtifactStore, job_id: str) -> Deleted:
@@ -74,4 +78,8 @@ async def delete_job(queue: WorkQueue, store: ArtifactStore, job_id: str) -> Del
             deleted += 1
         except StorageError as exc:  # e.g. already gone after an interrupted delete
             log.warning("job %s: artifact %s not deleted: %s", job_id, key, exc)
-    return Deleted(deleted, shared, len(facts))
+    workbench = await asyncio.to_thread(delete_prefix, store, job_prefix(job_id))
+    log.info(
+        "job %s deleted: %d facts, %d artifacts, %d workbench files", job_id, len(facts), deleted, workbench
+    )
+    return Deleted(deleted, shared, len(facts), workbench)

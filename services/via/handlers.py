@@ -1,5 +1,6 @@
 """The VIA converter's work on artifacts (shared by its queue handlers and its gRPC API): export a clip's VIA
-project, import a finished one, and build the AVA dataset of a job from every imported clip."""
+project, import a finished one, and build the AVA dataset of a job from every imported clip (with the review
+pass of each clip a second annotator reviewed in the workbench, for the report's agreement)."""
 
 from __future__ import annotations
 
@@ -117,6 +118,10 @@ async def dataset_item(ctx: Context, item: dict[str, Any]) -> None:
             ctx.queue, {"job": job, "clip_id": cid}, "ingest", "via_import", "proposals"
         )
         folder = await asyncio.to_thread(ctx.cache.folder, ArtifactRef(**ingested["rawframes"]))
+        reviewed = await jobs.get(ctx.queue, f"{job}.{jobs.REVIEW_LABELS}.{cid}")  # the annotate service's
+        review = (
+            ClipLabels.load(ctx.cache.file(ArtifactRef(**reviewed["labels"]), ".json")) if reviewed else None
+        )
         bundles.append(
             ClipBundle(
                 ClipInfo.from_dict(ingested["clip"]),
@@ -124,6 +129,7 @@ async def dataset_item(ctx: Context, item: dict[str, Any]) -> None:
                 folder,
                 read_proposals(ctx.cache.file(ArtifactRef(**props["proposals"]), ".pkl")),
                 ClipLabels.load(ctx.cache.file(ArtifactRef(**imported["labels"]), ".json")),
+                review,  # its agreement with the labels goes into the report, as the embedded build's
             )
         )
     with tempfile.TemporaryDirectory() as tmp:

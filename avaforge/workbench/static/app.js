@@ -5,6 +5,7 @@
 // a time in order; a 409 (someone saved a newer revision) stops editing until the page reloads.
 
 import { api, loadImage, setToken } from "./api.js";
+import { roleText, showAssignments } from "./assignments.js";
 import { Player } from "./player.js";
 
 const FPS = 30;
@@ -167,6 +168,18 @@ async function loadClip(clipId) {
   render();
   refreshLint();
   refreshAdjudication();
+  refreshAssignments();
+}
+
+async function refreshAssignments() {
+  const open = (clipId) => {
+    $("#clip").value = clipId;
+    loadClip(clipId);
+  };
+  const row = await showAssignments(state.clipId, open);
+  if (!row) return;
+  $("#mode").textContent = roleText(row, state.config.annotator);
+  $("#mode").dataset.role = row.role ?? "none";
 }
 
 async function refreshLint() {
@@ -503,6 +516,7 @@ async function main() {
   });
   document.addEventListener("keydown", onKey);
   $("#reload").onclick = () => loadClip(state.clipId);
+  $("#assignments-panel").ontoggle = (e) => e.target.open && refreshAssignments(); // statuses as of now
   $("#help-button").onclick = () => ($("#help").hidden = !$("#help").hidden);
   if (clips.length) await loadClip(sel.value);
   document.body.dataset.ready = "1";
