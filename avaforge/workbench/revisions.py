@@ -161,6 +161,7 @@ class S3Revisions:
         self.store, self.prefix = store, prefix.strip("/")
         self._lock = threading.Lock()  # this process's savers wait here instead of conflicting at S3
         self._conditional_checked = False
+        self._heads: dict[str, int] = {}  # revisions are never removed but with the whole job
 
     def _key(self, stream: str, *parts: str) -> str:
         return "/".join([self.prefix, check_stream(stream), *parts])
@@ -225,9 +226,31 @@ class S3Revisions:
             )
         self._conditional_checked = True
 
+    def _exists(self, key: str) -> bool:
+        from minio.error import S3Error
+
+        def stat() -> bool:
+            try:
+                self.store.client.stat_object(self.store.bucket, key)
+            except S3Error as exc:
+                if exc.code in ("NoSuchKey", "NotFound"):
+                    return False
+                raise
+            return True
+
+        return bool(self.store._call(key, stat))
+
     def head(self, stream: str) -> int:
-        names = [k.rsplit("/", 1)[1] for k in self._list(stream)]
-        return max((int(n[1:7]) for n in names if re.fullmatch(r"r\d{6}\.json", n)), default=0)
+        """As ``LocalRevisions.head``: the stream is listed once, later only the next revision is asked for
+        (one HEAD request while nobody else saved, not a listing that grows with every revision)."""
+        head = self._heads.get(stream)
+        if head is None:
+            names = [k.rsplit("/", 1)[1] for k in self._list(stream)]
+            head = max((int(n[1:7]) for n in names if re.fullmatch(r"r\d{6}\.json", n)), default=0)
+        while self._exists(self._key(stream, _name(head + 1))):
+            head += 1
+        self._heads[stream] = head
+        return head
 
     def read(self, stream: str, revision: int) -> bytes:
         from avaforge.storage import StorageError
