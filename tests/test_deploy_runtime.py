@@ -16,6 +16,7 @@ import pytest
 from avaforge.detection import model_files
 from avaforge.detection.model_files import detector_model, file_digest, onnx_model
 from avaforge.detection.model_repo import TRITON_IMGSZ, bake, write_repo
+from avaforge.detection.quantize import RECIPE
 from avaforge.formats.errors import FormatError
 from avaforge.settings import DetectSettings
 from services.common.deployment import deployed_detect_settings
@@ -42,14 +43,22 @@ def test_probe_command_reports_serving_and_fails_on_a_closed_port() -> None:
     assert closed.returncode == 1 and "UNAVAILABLE" in closed.stderr
 
 
-@pytest.mark.parametrize("flavor", ["cpu", "gpu"])
-def test_model_repository_for_triton_from_the_export(flavor: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("flavor", "precision"), [("cpu", "int8"), ("gpu", "fp32")])
+def test_model_repository_for_triton_from_the_export(flavor: str, precision: str, tmp_path: Path) -> None:
+    """The CPU repository serves the int8 model, the GPU one the fp32 export (TensorRT makes it FP16); the
+    config gains the model's digest, which the Triton backend records as the model version."""
     config = ROOT / "deploy" / "triton" / flavor / "person_detector" / "config.pbtxt"
     folder = write_repo(config, tmp_path / "models")
     assert folder == tmp_path / "models" / "person_detector"
-    assert (folder / "config.pbtxt").read_bytes() == config.read_bytes()
+    expected, version = detector_model(None, TRITON_IMGSZ, precision)
+    digest = version.partition(":")[2]
+    assert (folder / "config.pbtxt").read_text() == config.read_text() + (
+        f'parameters: {{\n  key: "model_digest"\n  value: {{ string_value: "{digest}" }}\n}}\n'
+    )
     model = folder / "1" / "model.onnx"
-    assert file_digest(model) == file_digest(onnx_model(model_files.default_weights(), TRITON_IMGSZ))
+    assert file_digest(model) == file_digest(expected)
+    if precision == "fp32":
+        assert file_digest(model) == file_digest(onnx_model(model_files.default_weights(), TRITON_IMGSZ))
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     # the config's tensor names are the model's
     text = config.read_text()
@@ -78,7 +87,9 @@ def test_baked_models_serve_without_the_weights_package(
     models.mkdir()
     (models / real.name).write_bytes(real.read_bytes())
     weights = model_files.default_weights()
-    model_files.write_baked_manifest(weights, {640: models / real.name})
+    int8, int8_version = detector_model(None, 640, "int8")  # from the developer cache too
+    (models / int8.name).write_bytes(int8.read_bytes())
+    model_files.write_baked_manifest(weights, {640: models / real.name}, models / int8.name)
     expected_version = f"{weights.name}:{file_digest(weights)[:16]}"
 
     def no_package() -> Path:
@@ -87,6 +98,9 @@ def test_baked_models_serve_without_the_weights_package(
     monkeypatch.setattr(model_files, "default_weights", no_package)
     path, version = detector_model(None, 640)
     assert path == models / real.name and version == expected_version
+    # the int8 model serves every size; its version names its own digest after the weights'
+    assert detector_model(None, 960, "int8") == (models / int8.name, int8_version)
+    assert int8_version.startswith(f"{expected_version}:int8-")
     with pytest.raises(FormatError, match="imgsz 960 has no baked ONNX export"):
         detector_model(None, 960)
     (models / "baked.json").unlink()
@@ -102,7 +116,8 @@ def test_bake_writes_every_export_and_the_manifest(tmp_path: Path, monkeypatch: 
         (tmp_path / "models" / path.name).write_bytes(path.read_bytes())
     paths = bake([640])
     manifest = json.loads((tmp_path / "models" / "baked.json").read_text())
-    assert manifest["onnx"] == {"640": paths[0].name} and paths[1].name.startswith("mobilenetv2_bottle-")
+    assert manifest["onnx"] == {"640": paths[0].name} and manifest["int8"] == paths[1].name
+    assert paths[1].name.endswith(f"-int8r{RECIPE}.onnx") and paths[2].name.startswith("mobilenetv2_bottle-")
     assert all(p.is_file() for p in paths)
 
 
@@ -122,6 +137,12 @@ def test_the_deployment_decides_where_detection_runs() -> None:
     )  # the URL alone changes nothing
     with pytest.raises(ValueError, match="AVAFORGE_DETECT_BACKEND='tensorrt'"):
         deployed_detect_settings(job, {"AVAFORGE_DETECT_BACKEND": "tensorrt"})
+    # the model's precision too: int8 unless the deployment says fp32, whatever the job's record holds
+    assert deployed_detect_settings(DetectSettings(precision="fp32"), {}).precision == "int8"
+    fp32 = deployed_detect_settings(job, {"AVAFORGE_DETECT_PRECISION": "fp32"})
+    assert fp32 == DetectSettings(backend="onnx", imgsz=960, precision="fp32")
+    with pytest.raises(ValueError, match="AVAFORGE_DETECT_PRECISION='fp16'"):
+        deployed_detect_settings(job, {"AVAFORGE_DETECT_PRECISION": "fp16"})
 
 
 def _model_config(flavor: str):  # type: ignore[no-untyped-def]

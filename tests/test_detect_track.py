@@ -39,7 +39,12 @@ PEOPLE_REFERENCE = {
 
 @pytest.fixture(scope="module")
 def onnx_detector():
-    return make_detector(DetectSettings(backend="onnx"))
+    return make_detector(DetectSettings(backend="onnx"))  # the default model: int8
+
+
+@pytest.fixture(scope="module")
+def fp32_detector():
+    return make_detector(DetectSettings(backend="onnx", precision="fp32"))
 
 
 def _source_keyframes(path: Path) -> list[np.ndarray]:
@@ -61,9 +66,11 @@ def _source_keyframes(path: Path) -> list[np.ndarray]:
     "name",
     ["people_29.97fps_10s.mp4", "people_28fps_10s.mp4", "people_1080p_vfr_2.6s.mp4"],
 )
-def test_onnx_and_ultralytics_backends_agree(videos: Path, onnx_detector, name: str) -> None:
+def test_onnx_and_ultralytics_backends_agree(videos: Path, fp32_detector, name: str) -> None:
+    """The fp32 ONNX export is the .pt model (the int8 model is its quantization, measured by make
+    bench-detect, and found every reference person below)."""
     images = _source_keyframes(videos / name)
-    ours = onnx_detector.detect(images)
+    ours = fp32_detector.detect(images)
     ref = make_detector(DetectSettings(backend="ultralytics")).detect(images)
     assert sum(len(b) for b in ref) > 0
     for a, b in zip(ours, ref, strict=True):

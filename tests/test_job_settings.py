@@ -121,6 +121,7 @@ def test_the_job_message_has_no_model_file_backend_or_address() -> None:
     assert names & DEPLOYMENT_FIELDS == set()
     assert sorted(DEPLOYMENT_FIELDS) == [
         "detect.backend",
+        "detect.precision",
         "detect.triton_model",
         "detect.triton_url",
         "detect.triton_version",

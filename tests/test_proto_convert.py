@@ -50,6 +50,7 @@ NON_DEFAULT = PipelineSettings(
     detect=DetectSettings(
         backend="triton",
         weights="yolo11s.pt",
+        precision="fp32",
         imgsz=1280,
         auto_size=False,
         min_person_px=80.5,

@@ -16,7 +16,9 @@ from avaforge.settings import DetectSettings
 class OnnxDetector:
     def __init__(self, settings: DetectSettings) -> None:
         self.settings = settings
-        self.model_path, self.model_version = detector_model(settings.weights, settings.imgsz)
+        self.model_path, self.model_version = detector_model(
+            settings.weights, settings.imgsz, settings.precision
+        )
         providers = [
             p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
         ]

@@ -27,6 +27,11 @@ STRIDE = 32
 # vtest.avi, 4 probe frames at the 10th percentile chose 1152 px and prepare pre-boxed 0.86 of the clear
 # people; 8 frames at the 5th percentile choose 1280 (0.97 on the benchmark).
 PROBE_PERCENTILE = 5
+# Of the probe's boxes, those the detector is sure of: at the probe's double size the int8 model also boxes
+# parts of people (a head, a pair of legs) small, at 0.1-0.63; on the benchmark's probe frames 9 of those 10
+# boxes score below 0.5, and the clear people under 75 px (vtest) 0.78-0.89. Without this, such boxes were the
+# 5th percentile and the plans doubled (vtest 1280t1x2; the 1080p set 1248t3x3 at precision 0.33).
+PROBE_MIN_SCORE = 0.5
 TILE_OVERLAP = 0.25
 # Tiles only when a source needs this much more than max_imgsz: 1440x1080 vtest needing 1281 px ran as 1x2
 # tiles of 992 px at 837 CPU ms a frame, one 1280 pass at 732 ms with the same recall (1.0).
@@ -126,11 +131,13 @@ class SizedDetector:
 
 
 def probe_heights(base: Detector, images: list[np.ndarray], s: DetectSettings) -> np.ndarray:
-    """Person heights (source pixels) the detector finds at the probe size on ``images``."""
+    """Heights (source pixels) of the people the detector finds at the probe size on ``images`` with a score
+    of PROBE_MIN_SCORE or more."""
     if not images:
         return np.zeros(0)
     boxes = SizedDetector(base, InputPlan(probe_size(images[0].shape[:2], s))).detect(images)
-    return np.concatenate([b[:, 3] - b[:, 1] for b in boxes]) if boxes else np.zeros(0)
+    sure = [b[b[:, 4] >= PROBE_MIN_SCORE] for b in boxes]
+    return np.concatenate([b[:, 3] - b[:, 1] for b in sure]) if sure else np.zeros(0)
 
 
 def plan_for_clip(base: Detector, frame_dir: Path, s: DetectSettings) -> InputPlan:

