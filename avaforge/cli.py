@@ -171,6 +171,9 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
     config = uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")
     server = uvicorn.Server(config)
     sock = config.bind_socket()  # bound before printing: --port 0 picks a free port, the URL names it
+    # listening before the URL is printed: a client that connects at once waits in the backlog until the app
+    # has started, instead of being refused (bind alone does not accept connections)
+    sock.listen(config.backlog)
     port = sock.getsockname()[1]
     mode = " (review pass)" if args.review else ""
     print(f"workbench{mode} for {args.workdir}: http://127.0.0.1:{port}/  (Ctrl+C stops it)", flush=True)

@@ -137,7 +137,7 @@ def create_app(
     actions = clips.actions()
     action_ids = [a.id for a in actions]
 
-    def principal(request: Request) -> Caller:
+    async def principal(request: Request) -> Caller:  # async: no thread hop for an in-memory lookup
         if authenticate is None:
             return Caller(cfg.annotator, True)
         header = request.headers.get("authorization", "")

@@ -80,6 +80,7 @@ function names(ids) {
 function enqueue(run) {
   if (state.conflict) return;
   state.pending += 1;
+  if (player) player.holdLoads(true); // a save goes first; the loop's frames wait for it
   setStatus("saving", "saving…");
   state.queue = state.queue
     .then(async () => {
@@ -101,6 +102,7 @@ function enqueue(run) {
         setStatus("saved", `saved · revision ${state.revision}`);
       }
       state.errorShown = false;
+      if (state.pending === 0 && player) player.holdLoads(false);
     });
 }
 

@@ -19,6 +19,7 @@ export class Player {
     this.cache = new Map(); // "<clip>/<frame>" -> HTMLImageElement (loaded or loading)
     this.wanted = []; // frames of the shown window not yet asked for
     this.loading = 0;
+    this.held = false; // while a save is on its way, no new frame request competes with it
     this.playing = true;
     this.drawing = false;
     this.drag = null;
@@ -55,8 +56,13 @@ export class Player {
 
   // At most LOADING frame requests at a time: the browser opens 6 connections to a host, and a save sent
   // while 90 frames are queued would wait behind them. A new selection replaces the frames still wanted.
+  holdLoads(hold) {
+    this.held = hold;
+    if (!hold) this.pump();
+  }
+
   pump() {
-    while (this.loading < LOADING && this.wanted.length) {
+    while (!this.held && this.loading < LOADING && this.wanted.length) {
       const frame = this.wanted.shift();
       const key = `${this.clipId}/${frame}`;
       if (this.cache.has(key)) continue;
