@@ -9,6 +9,7 @@ import { roleText, showAssignments } from "./assignments.js";
 import { Player } from "./player.js";
 
 const FPS = 30;
+const TYPING_PAUSE_MS = 400; // a pause this long after the last save lets the player load its loop again
 const $ = (sel) => document.querySelector(sel);
 
 const COMMANDS = [
@@ -42,6 +43,7 @@ const state = {
   conflict: false,
   queue: Promise.resolve(),
   pending: 0,
+  resumeLoads: null, // the timer that lets the player load again after a pause in saving
   lint: [],
   actionByKey: new Map(),
   actionName: new Map(),
@@ -80,7 +82,9 @@ function names(ids) {
 function enqueue(run) {
   if (state.conflict) return;
   state.pending += 1;
-  if (player) player.holdLoads(true); // a save goes first; the loop's frames wait for it
+  // a save goes first: the loop's frames wait until the annotator pauses (TYPING_PAUSE_MS without a save)
+  clearTimeout(state.resumeLoads);
+  if (player) player.holdLoads(true);
   setStatus("saving", "saving…");
   state.queue = state.queue
     .then(async () => {
@@ -102,7 +106,9 @@ function enqueue(run) {
         setStatus("saved", `saved · revision ${state.revision}`);
       }
       state.errorShown = false;
-      if (state.pending === 0 && player) player.holdLoads(false);
+      if (state.pending === 0 && player) {
+        state.resumeLoads = setTimeout(() => state.pending === 0 && player.holdLoads(false), TYPING_PAUSE_MS);
+      }
     });
 }
 

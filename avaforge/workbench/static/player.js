@@ -56,13 +56,16 @@ export class Player {
 
   // At most LOADING frame requests at a time: the browser opens 6 connections to a host, and a save sent
   // while 90 frames are queued would wait behind them. A new selection replaces the frames still wanted.
+  // While held (the annotator is saving, or typing: app.js), only the shown second's keyframe is asked for;
+  // the loop's other frames load in the pause after.
   holdLoads(hold) {
     this.held = hold;
     if (!hold) this.pump();
   }
 
   pump() {
-    while (!this.held && this.loading < LOADING && this.wanted.length) {
+    while (this.loading < LOADING && this.wanted.length) {
+      if (this.held && this.wanted[0] !== this.key) return;
       const frame = this.wanted.shift();
       const key = `${this.clipId}/${frame}`;
       if (this.cache.has(key)) continue;
