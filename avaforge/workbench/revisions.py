@@ -25,7 +25,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,29 +86,46 @@ def _name(revision: int) -> str:
     return f"r{revision:06d}.json"
 
 
-class LocalRevisions:
+class _KnownHeads:
+    """The newest revision of each stream: revisions are never removed (but with their whole job), so the last
+    head seen is a lower bound; a stream is listed once, later only the revision after it is looked for (one
+    ``stat`` or HEAD request while nobody else saved, not a listing that grows with every revision)."""
+
+    def __init__(self) -> None:
+        self._heads: dict[str, int] = {}
+
+    def _listed_head(self, stream: str) -> int: ...
+
+    def _has(self, stream: str, revision: int) -> bool: ...
+
+    def head(self, stream: str) -> int:
+        head = self._heads.get(stream)
+        if head is None:
+            head = self._listed_head(stream)
+        while self._has(stream, head + 1):
+            head += 1
+        self._heads[stream] = head
+        return head
+
+
+class LocalRevisions(_KnownHeads):
     def __init__(self, root: str | Path) -> None:
+        super().__init__()
         self.root = Path(root)
         self._lock = threading.Lock()
-        self._heads: dict[str, int] = {}
 
     def _dir(self, stream: str) -> Path:
         return self.root / check_stream(stream)
 
-    def head(self, stream: str) -> int:
-        """The newest revision: revisions are never removed, so the last head seen is a lower bound and
-        only the revisions after it are looked for (one ``stat`` when nobody else saved), not the folder."""
+    def _listed_head(self, stream: str) -> int:
         folder = self._dir(stream)
-        head = self._heads.get(stream)
-        if head is None:
-            if not folder.is_dir():
-                return 0
-            nums = [int(p.name[1:7]) for p in folder.glob("r[0-9][0-9][0-9][0-9][0-9][0-9].json")]
-            head = max(nums, default=0)
-        while (folder / _name(head + 1)).is_file():
-            head += 1
-        self._heads[stream] = head
-        return head
+        if not folder.is_dir():
+            return 0
+        nums = [int(p.name[1:7]) for p in folder.glob("r[0-9][0-9][0-9][0-9][0-9][0-9].json")]
+        return max(nums, default=0)
+
+    def _has(self, stream: str, revision: int) -> bool:
+        return (self._dir(stream) / _name(revision)).is_file()
 
     def read(self, stream: str, revision: int) -> bytes:
         path = self._dir(stream) / _name(revision)
@@ -154,14 +171,14 @@ class LocalRevisions:
         return [RevisionInfo(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
 
 
-class S3Revisions:
+class S3Revisions(_KnownHeads):
     """The same streams as keys ``<prefix>/<stream>/r000001.json`` and ``.../history/r000001.json``."""
 
     def __init__(self, store: Any, prefix: str) -> None:  # store: avaforge.storage.S3Store
+        super().__init__()
         self.store, self.prefix = store, prefix.strip("/")
         self._lock = threading.Lock()  # this process's savers wait here instead of conflicting at S3
         self._conditional_checked = False
-        self._heads: dict[str, int] = {}  # revisions are never removed but with the whole job
 
     def _key(self, stream: str, *parts: str) -> str:
         return "/".join([self.prefix, check_stream(stream), *parts])
@@ -191,24 +208,19 @@ class S3Revisions:
 
     def _create(self, key: str, data: bytes) -> bool:
         """Write ``key`` only if it does not exist (S3 ``If-None-Match: *``); False if it does."""
-        from minio.error import S3Error
-
-        def put() -> bool:
-            try:  # minio's public put_object would send the header as user metadata (x-amz-meta-...)
-                self.store.client._put_object(
-                    self.store.bucket,
-                    key,
-                    data,
-                    headers={"If-None-Match": "*", "Content-Type": "application/json"},
-                )
-            except S3Error as exc:
-                # 412: the key exists; 409: AWS's answer while another conditional write of it is in flight
-                if exc.code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                    return False
-                raise
-            return True
-
-        return bool(self.store._call(key, put))
+        # minio's public put_object would send the header as user metadata (x-amz-meta-...); 412: the key
+        # exists; 409: AWS's answer while another conditional write of it is in flight
+        return _s3_yes(
+            self.store,
+            key,
+            lambda: self.store.client._put_object(
+                self.store.bucket,
+                key,
+                data,
+                headers={"If-None-Match": "*", "Content-Type": "application/json"},
+            ),
+            no=("PreconditionFailed", "ConditionalRequestConflict"),
+        )
 
     def _check_conditional_writes(self) -> None:
         """Once: a second conditional write of a probe key must be refused, else saves are not safe."""
@@ -226,31 +238,18 @@ class S3Revisions:
             )
         self._conditional_checked = True
 
-    def _exists(self, key: str) -> bool:
-        from minio.error import S3Error
+    def _listed_head(self, stream: str) -> int:
+        names = [k.rsplit("/", 1)[1] for k in self._list(stream)]
+        return max((int(n[1:7]) for n in names if re.fullmatch(r"r\d{6}\.json", n)), default=0)
 
-        def stat() -> bool:
-            try:
-                self.store.client.stat_object(self.store.bucket, key)
-            except S3Error as exc:
-                if exc.code in ("NoSuchKey", "NotFound"):
-                    return False
-                raise
-            return True
-
-        return bool(self.store._call(key, stat))
-
-    def head(self, stream: str) -> int:
-        """As ``LocalRevisions.head``: the stream is listed once, later only the next revision is asked for
-        (one HEAD request while nobody else saved, not a listing that grows with every revision)."""
-        head = self._heads.get(stream)
-        if head is None:
-            names = [k.rsplit("/", 1)[1] for k in self._list(stream)]
-            head = max((int(n[1:7]) for n in names if re.fullmatch(r"r\d{6}\.json", n)), default=0)
-        while self._exists(self._key(stream, _name(head + 1))):
-            head += 1
-        self._heads[stream] = head
-        return head
+    def _has(self, stream: str, revision: int) -> bool:
+        key = self._key(stream, _name(revision))
+        return _s3_yes(
+            self.store,
+            key,
+            lambda: self.store.client.stat_object(self.store.bucket, key),
+            no=("NoSuchKey", "NotFound"),
+        )
 
     def read(self, stream: str, revision: int) -> bytes:
         from avaforge.storage import StorageError
@@ -287,6 +286,23 @@ class S3Revisions:
                 else RevisionInfo(n, n - 1, 0.0, "", "unknown", len(self.read(stream, n)))
             )
         return out
+
+
+def _s3_yes(store: Any, key: str, call: Callable[[], object], no: tuple[str, ...]) -> bool:
+    """Run an S3 call through the store's error mapping: True when it succeeds, False when S3 answers one of
+    the error codes ``no`` (the expected "no": the key exists, is missing ...); other errors are raised."""
+    from minio.error import S3Error
+
+    def run() -> bool:
+        try:
+            call()
+        except S3Error as exc:
+            if exc.code in no:
+                return False
+            raise
+        return True
+
+    return bool(store._call(key, run))
 
 
 def job_prefix(job_id: str) -> str:
