@@ -95,7 +95,8 @@ def cmd(args: argparse.Namespace) -> int:
             done = client.delete(args.job)
             print(
                 f"deleted job {done.job_id}: {done.facts_deleted} facts, {done.artifacts_deleted} artifacts "
-                f"({done.artifacts_shared} kept: shared with other jobs)"
+                f"({done.artifacts_shared} kept: shared with other jobs), "
+                f"{done.workbench_files_deleted} workbench files"
             )
             return 0
         if args.remote == "via":

@@ -58,7 +58,8 @@ def test_delete_job_keeps_shared_artifacts_and_cli_lists_owner_age_state(
         client.stub.CancelJob(gateway_pb2.GetJobRequest(job_id=a.job_id))
         assert main(["remote", "--server", server, "delete", a.job_id]) == 0
         # the spec is A's only fact; its one artifact (the video) is B's too, so it stays
-        assert "1 facts, 0 artifacts (1 kept: shared with other jobs)" in capsys.readouterr().out
+        printed = capsys.readouterr().out
+        assert "1 facts, 0 artifacts (1 kept: shared with other jobs), 0 workbench files" in printed
         with pytest.raises(grpc.RpcError) as exc:
             client.get(a.job_id)
         assert exc.value.code() == grpc.StatusCode.NOT_FOUND
@@ -70,12 +71,16 @@ def test_delete_job_keeps_shared_artifacts_and_cli_lists_owner_age_state(
         for stream in ("clip-1", "clip-1.review"):
             mine.save(stream, 0, b"{}", "alice", "set_labels")
         other.save("clip-1", 0, b"{}", "alice", "set_labels")
+        prefix = job_prefix(b.job_id) + "/"
+        saved = list(store.client.list_objects(store.bucket, prefix=prefix, recursive=True))
+        assert len(saved) == 4  # per stream its revision and its history entry
         done = client.delete(b.job_id)
         assert (done.facts_deleted, done.artifacts_deleted, done.artifacts_shared) == (1, 1, 0)
+        assert done.workbench_files_deleted == 4
         assert not store.exists(video)
         assert mine.head("clip-1") == mine.head("clip-1.review") == 0 and mine.history("clip-1") == []
         assert other.head("clip-1") == 1
-        listed = store.client.list_objects(store.bucket, prefix=job_prefix(b.job_id) + "/", recursive=True)
+        listed = store.client.list_objects(store.bucket, prefix=prefix, recursive=True)
         assert [o.object_name for o in listed] == []
         assert b.job_id not in {j.job_id for j in client.jobs()}
     finally:

@@ -348,4 +348,5 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             artifacts_deleted=done.artifacts_deleted,
             artifacts_shared=done.artifacts_shared,
             facts_deleted=done.facts_deleted,
+            workbench_files_deleted=done.workbench_files,
         )
