@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export YOLO_OFFLINE := 1
 
 .PHONY: install test lint format relock clean demo bench bench-annotate bench-train bench-scale bench-detect \
-	bench-track learning-check soak up down protos \
+	bench-track bench-prepare-recall learning-check soak up down protos \
 	k8s-validate k8s-manifests image-requirements images push-images image-cpu-local image-gpu-local
 
 install:  ## create .venv with everything pinned (apt ffmpeg, torch, mm stack, pipeline packages)
@@ -36,6 +36,9 @@ bench-scale: install  ## detect-stage frames/s with 1 and 2 workers (thread budg
 
 bench-detect: install  ## detector recall/precision/cost per input size on the hand-labelled frames (benchmarks/detect_labels)
 	$(PY) benchmarks/bench_detect.py --json benchmarks/last_detect_run.json
+
+bench-prepare-recall: install  ## prepare vtest.avi with no settings: share of the labelled people pre-boxed, detect cost vs today's
+	@bash scripts/bench_prepare_recall.sh
 
 bench-track: install  ## Deep SORT IDF1 and id switches on the MOT ground truth motmetrics ships, per tracker setting
 	$(PY) benchmarks/bench_track.py --json benchmarks/last_track_run.json
